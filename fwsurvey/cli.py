@@ -1,0 +1,286 @@
+"""The ``fwsurvey`` command line.
+
+Exit codes, for schedulers:
+
+* 0: done, every source ok
+* 1: failed (a source or stage raised an unexpected error, or fwsurvey itself did)
+* 2: bad usage or configuration
+* 3: done, degraded: some source was unreachable or partly collected (see ``fwsurvey status``)
+* 75: another fwsurvey run holds the database's lock; try again later
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fwsurvey import __version__
+from fwsurvey.config import DEFAULT_CONFIG_NAME, ConfigError, SurveyConfig, load_config
+from fwsurvey.lock import LockHeld
+from fwsurvey.store import SourceOutcome
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_LOCKED = 0, 1, 2, 3, 75
+STATUS_EXIT = {"ok": EXIT_OK, "degraded": EXIT_DEGRADED, "failed": EXIT_FAILED}
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+class Failure(click.ClickException):
+    """An error reported as one line, with the exit code a scheduler can act on."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        err.print(f"[bold red]error:[/] {self.message}", highlight=False)
+
+
+def _common(fn: Callable) -> Callable:
+    """``--config``, ``--db`` and ``--verbose`` on every command."""
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                  envvar="FWSURVEY_CONFIG", default=DEFAULT_CONFIG_NAME, show_default=True,
+                  help="Survey configuration (TOML). Env: FWSURVEY_CONFIG.")
+    @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                  envvar="FWSURVEY_DB", default=None,
+                  help="SQLite database [default: survey.database from the config]. "
+                       "Env: FWSURVEY_DB.")
+    @click.option("-v", "--verbose", is_flag=True, help="Log details and full tracebacks.")
+    @functools.wraps(fn)
+    def wrapper(config_path: Path, db_path: Path | None, verbose: bool, **kwargs: Any):
+        ctx = click.get_current_context()
+        ctx.meta["verbose"] = verbose
+        _setup_logging(verbose)
+        config = load_config(config_path)
+        return fn(config=config, db_path=(db_path or config.database).absolute(), **kwargs)
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_time=False, show_path=False,
+                              rich_tracebacks=True)],
+        force=True,
+    )
+    # Library chatter (urllib3 connection pool, matplotlib fonts) only when asked for.
+    for noisy in ("urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+class RichProgress:
+    """Shows one progress bar per source while it is collected."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def source_started(self, source: str, total: int) -> None:
+        self.tasks[source] = self.progress.add_task(source, total=total, item="")
+
+    def item_done(self, source: str, item: str) -> None:
+        self.progress.update(self.tasks[source], advance=1, item=item)
+
+    def source_finished(self, outcome: SourceOutcome) -> None:
+        task = self.tasks.get(outcome.source)
+        if task is not None:
+            self.progress.update(task, item=outcome.status)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[item]}"), TimeElapsedColumn(), console=err,
+                    transient=False, disable=not err.is_terminal)
+
+
+def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
+    table = Table(title="Sources", title_justify="left")
+    for col in ("stage", "source", "status", "ok", "failed", "reason"):
+        table.add_column(col)
+    colours = {"ok": "green", "skipped": "dim", "partial": "yellow",
+               "unreachable": "yellow", "error": "red"}
+    for o in outcomes:
+        c = colours.get(o.status, "white")
+        table.add_row(o.stage, o.source, f"[{c}]{o.status}[/]", str(o.items_ok),
+                      str(len(o.errors)), o.reason or "")
+    err.print(table)
+
+
+def _run(config: SurveyConfig, db_path: Path, stages: tuple[str, ...],
+         sources: list[str] | None, command: str, report_dir: Path | None = None):
+    from fwsurvey.pipeline import run_survey
+
+    try:
+        with _progress() as progress:
+            result = run_survey(config, db_path, stages=stages, sources=sources,
+                                command=command, progress=RichProgress(progress),
+                                report_dir=report_dir)
+    except LockHeld as exc:
+        raise Failure(f"{exc}; try again when it has finished", EXIT_LOCKED) from None
+    except ValueError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    _print_outcomes(result.outcomes)
+    return result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fwsurvey")
+def cli() -> None:
+    """Measure the claims of a deep-learning framework comparison."""
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True,
+              help="Collect only this source (repeatable). Default: every source.")
+@_common
+def collect(config: SurveyConfig, db_path: Path, sources: tuple[str, ...]) -> None:
+    """Collect community and release data from every configured source."""
+    result = _run(config, db_path, ("collect",), list(sources) or None,
+                  shlex.join(["collect", *[f"--source={s}" for s in sources]]))
+    err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
+    sys.exit(STATUS_EXIT[result.status])
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Report folder [default: survey.report_dir from the config].")
+@click.option("--run", "run_id", type=int, default=None,
+              help="Render this run [default: the newest finished run].")
+@_common
+def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: int | None):
+    """Render the Markdown report (and its charts) from the database."""
+    from fwsurvey.reports.render import render_report
+    from fwsurvey.store import Store
+
+    if not db_path.exists():
+        raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
+    store = Store(db_path)
+    try:
+        path = render_report(store, config, out_dir or config.report_dir, run_id=run_id)
+    except LookupError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    finally:
+        store.close()
+    click.echo(str(path))
+
+
+@cli.command()
+@_common
+def run(config: SurveyConfig, db_path: Path) -> None:
+    """Run every stage: collect all sources, then write the report."""
+    result = _run(config, db_path, ("collect", "report"), None, "run")
+    err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
+    if result.report:
+        err.print(f"Report: {result.report}")
+        err.print(f"Browse: fwsurvey serve --db {shlex.quote(str(db_path))}"
+                  "  then open http://127.0.0.1:8001/")
+        click.echo(str(result.report))
+    sys.exit(STATUS_EXIT[result.status])
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8001, show_default=True, type=int, help="Port to listen on.")
+@_common
+def serve(config: SurveyConfig, db_path: Path, host: str, port: int) -> None:
+    """Browse the database in Datasette (read-only), with datasette.yml's metadata."""
+    from fwsurvey.publish import datasette_command, load_datasette_yml, write_metadata
+    from fwsurvey.store import Store
+
+    if not db_path.exists():
+        raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
+    ds_config = load_datasette_yml(config.datasette)
+    Store(db_path).close()  # migrate if needed and fold the WAL in: -i ignores the WAL
+    command = datasette_command(db_path, write_metadata(ds_config, db_path), ds_config,
+                                host, port)
+    err.print(f"Serving {db_path} at http://{host}:{port}/ (Ctrl-C to stop)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
+
+
+@cli.command()
+@_common
+def status(config: SurveyConfig, db_path: Path) -> None:
+    """Configured sources, whether each is reachable now (and why not), and the last run."""
+    from fwsurvey.pipeline import collector_classes
+    from fwsurvey.store import Store
+
+    table = Table(title=f"Sources ({config.path.name})", title_justify="left")
+    for col in ("source", "enabled", "reachable", "detail", "last run"):
+        table.add_column(col)
+    last: dict[str, dict] = {}
+    if db_path.exists():
+        store = Store(db_path)
+        last = {r["source"]: r for r in store.query(
+            "SELECT * FROM source_status_latest WHERE stage = 'collect'")}
+        latest = store.latest_run(finished_only=False)
+        store.close()
+    else:
+        latest = None
+    unreachable = False
+    for name, cls in collector_classes().items():
+        settings = config.source(name)
+        prev = last.get(name)
+        prev_text = f"{prev['status']} (run {prev['run_id']})" if prev else "never"
+        if not settings.enabled:
+            table.add_row(name, "no", "—", "disabled in the configuration", prev_text)
+            continue
+        collector = cls(config)
+        try:
+            probe = collector.check()
+        finally:
+            collector.close()
+        unreachable |= not probe.reachable
+        table.add_row(name, "yes", "[green]yes[/]" if probe.reachable else "[red]no[/]",
+                      probe.detail, prev_text)
+    out.print(table)
+    if latest:
+        out.print(f"Database {db_path}: last run {latest['id']} ({latest['status']}), "
+                  f"started {latest['started_at']}")
+    else:
+        out.print(f"Database {db_path}: no run yet")
+    sys.exit(EXIT_DEGRADED if unreachable else EXIT_OK)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI and turns errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="fwsurvey", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        ctx_verbose = "-v" in sys.argv or "--verbose" in sys.argv or (
+            argv is not None and ("-v" in argv or "--verbose" in argv))
+        if ctx_verbose:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}"
+                  + ("" if ctx_verbose else "  (--verbose for the traceback)"), highlight=False)
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)

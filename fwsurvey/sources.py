@@ -1,0 +1,88 @@
+"""The one interface every collector implements.
+
+A collector turns the configuration into a list of items (a package, a repository, ...) and
+each item into :class:`Record` objects. It never writes to the store: the pipeline gathers
+the records of a whole source and the store writes them in one transaction, so a failure
+halfway through a source leaves the previous data untouched.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from fwsurvey.config import ConfigError, SourceSettings, SurveyConfig
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row for one table. The store adds ``run_id`` and ``source``."""
+
+    table: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work for a source: the key it is known by and the framework it belongs to."""
+
+    key: str
+    framework: str
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """Whether a source answered a cheap probe, and why not if it did not."""
+
+    reachable: bool
+    detail: str
+
+
+class ItemNotFound(Exception):
+    """The source answered, and the item does not exist there (a 404, a missing repo)."""
+
+
+class SourceUnreachable(Exception):
+    """The source could not be reached (connection refused, timeouts, 5xx after retries)."""
+
+
+class Collector(ABC):
+    """Base class of every source. Subclasses set ``name``, ``title`` and ``options``."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    #: Source-specific keys allowed in ``[sources.NAME]``, with their types.
+    options: ClassVar[dict[str, type]] = {}
+
+    def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None):
+        self.config = config
+        self.settings = settings or config.source(self.name)
+        for key, value in self.settings.options.items():
+            if key not in self.options:
+                raise ConfigError(config.path, f"sources.{self.name}.{key}",
+                                  "unknown key (misspelt?)")
+            if not isinstance(value, self.options[key]):
+                raise ConfigError(config.path, f"sources.{self.name}.{key}",
+                                  f"expected {self.options[key].__name__}, got {value!r}")
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A source-specific option, or ``default`` when unset or empty."""
+        value = self.settings.options.get(key)
+        return value if value not in (None, "") else default
+
+    @abstractmethod
+    def items(self) -> list[Item]:
+        """The items this source covers under the current configuration."""
+
+    @abstractmethod
+    def fetch(self, item: Item) -> Iterable[Record]:
+        """Fetch one item. Raises ItemNotFound or SourceUnreachable for expected failures."""
+
+    @abstractmethod
+    def check(self) -> Reachability:
+        """A cheap probe: can the source be reached right now?"""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Called once after the source has run."""

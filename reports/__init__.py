@@ -1,0 +1,1 @@
+"""Markdown reports rendered from the store (templates + the code that fills them)."""

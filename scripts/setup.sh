@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv/ at the repository root and installs fwsurvey with its pinned dependencies.
+# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "fwsurvey needs Python >= 3.11 (found: $("$PYTHON" --version 2>&1))" >&2
+    exit 2
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+stamp=.venv/.fwsurvey-install-stamp
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    # torch first, exactly this release: a range admitting a newer one pulls a multi-GB CUDA build.
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[ml,dev]'
+    echo "$want" > "$stamp"
+fi

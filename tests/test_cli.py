@@ -1,0 +1,125 @@
+"""The fwsurvey command line: end to end on recorded data, errors, exit codes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fwsurvey import cli
+from fwsurvey.lock import RunLock
+from fwsurvey.store import Store
+
+
+def invoke(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+    return info.value.code
+
+
+def test_run_collects_reports_and_is_idempotent(write_config, pypi_index, tmp_path, capsys):
+    config = str(write_config())
+    assert invoke("run", "--config", config) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    report = tmp_path / "out" / "report" / "report.md"
+    assert out.strip().endswith(str(report))
+    assert "Browse: fwsurvey serve" in err
+    assert (tmp_path / "out" / "report" / "releases.png").exists()
+
+    assert invoke("run", "--config", config) == cli.EXIT_OK
+    store = Store(tmp_path / "out" / "test.db")
+    assert [r["id"] for r in store.query("SELECT id FROM runs")] == [1, 2]
+    releases = store.query("SELECT count(*) AS n, count(DISTINCT package || version) AS d"
+                           " FROM pypi_releases")[0]
+    assert releases["n"] == releases["d"] > 200
+    stages = store.query("SELECT stage, source, status FROM run_sources WHERE run_id = 2")
+    assert stages == [{"stage": "collect", "source": "pypi", "status": "ok"},
+                      {"stage": "report", "source": "markdown", "status": "ok"}]
+
+
+def test_db_option_overrides_the_config(write_config, pypi_index, tmp_path):
+    db = tmp_path / "elsewhere.db"
+    assert invoke("collect", "--source", "pypi", "--config", str(write_config()),
+                    "--db", str(db)) == cli.EXIT_OK
+    assert Store(db).query("SELECT command FROM runs") == [{"command": "collect --source=pypi"}]
+    assert not (tmp_path / "out" / "test.db").exists()
+
+
+def test_unknown_source_is_a_usage_error(write_config, capsys):
+    assert invoke("collect", "--source", "nope", "--config", str(write_config())) == 2
+    assert "unknown source 'nope'; known sources: pypi" in capsys.readouterr().err
+
+
+def test_bad_config_is_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "fwsurvey.toml"
+    path.write_text('[frameworks.a]\npypi = ["a"]\n[frameworks.b]\nname = "B"\n')
+    assert invoke("collect", "--config", str(path)) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == "error: fwsurvey.toml: frameworks.a.name: required key is missing"
+
+
+def test_missing_config_names_the_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FWSURVEY_CONFIG", raising=False)
+    assert invoke("status") == cli.EXIT_USAGE
+    assert "configuration file not found" in capsys.readouterr().err
+
+
+def test_locked_database_exits_75(write_config, tmp_path, capsys):
+    config = write_config()
+    with RunLock(tmp_path / "out" / "test.db"):
+        assert invoke("collect", "--config", str(config)) == cli.EXIT_LOCKED
+    assert "another fwsurvey run" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_run_completes_degraded_and_status_says_why(write_config, tmp_path, capsys):
+    config = str(write_config(index=f"http://127.0.0.1:{_closed_port()}/"))
+    assert invoke("run", "--config", config) == cli.EXIT_DEGRADED
+    capsys.readouterr()
+    store = Store(tmp_path / "out" / "test.db")
+    assert store.query("SELECT status FROM runs") == [{"status": "degraded"}]
+    assert store.query("SELECT count(*) AS n FROM pypi_packages") == [{"n": 0}]
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    assert "PyPI was `unreachable`" in report and "not collected yet" in report
+
+    assert invoke("status", "--config", config) == cli.EXIT_DEGRADED
+    out = capsys.readouterr().out
+    assert "pypi" in out and "connection failed" in out
+    assert "unreachable (run 1)" in out
+
+
+def test_report_without_database_is_a_clear_error(write_config, capsys):
+    assert invoke("report", "--config", str(write_config())) == cli.EXIT_USAGE
+    assert "no database at" in capsys.readouterr().err
+
+
+def test_unexpected_error_is_one_line_unless_verbose(write_config, monkeypatch, capsys):
+    import fwsurvey.pipeline as pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "run_survey", boom)
+    config = str(write_config())
+    assert invoke("collect", "--config", config) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.strip() == "error: RuntimeError: boom  (--verbose for the traceback)"
+    assert invoke("collect", "--config", config, "--verbose") == cli.EXIT_FAILED
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_installed_entry_point_answers():
+    exe = Path(sys.executable).with_name("fwsurvey")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("collect", "report", "run", "serve", "status"):
+        assert command in result.stdout

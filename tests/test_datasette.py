@@ -1,0 +1,142 @@
+"""Publication through Datasette: metadata complete, canned queries, a real served process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from fwsurvey.config import load_config
+from fwsurvey.pipeline import run_survey
+from fwsurvey.publish import datasette_command, load_datasette_yml, make_app, metadata_for
+from fwsurvey.store import Store
+from tests.conftest import FIXED_NOW, recorded_index
+
+REPO = Path(__file__).parent.parent
+DATASETTE_YML = REPO / "datasette.yml"
+
+
+@pytest.fixture
+def survey_db(write_config, tmp_path) -> Path:
+    """A database collected from the recorded responses (the HTTP fake ends with it)."""
+    config = load_config(write_config())
+    db = tmp_path / "fwsurvey.db"
+    with recorded_index():
+        result = run_survey(config, db, stages=("collect",),
+                            make_collector=lambda cls, cfg: cls(cfg, now=lambda: FIXED_NOW))
+    assert result.status == "ok"
+    return db
+
+
+def test_every_table_view_and_column_is_described(tmp_path):
+    store = Store(tmp_path / "fwsurvey.db")
+    described = load_datasette_yml(DATASETTE_YML)["databases"]["fwsurvey"]["tables"]
+    names = store.db.table_names() + store.db.view_names()
+    missing = []
+    for name in names:
+        if name not in described or not described[name].get("description"):
+            missing.append(name)
+            continue
+        columns = described[name].get("columns", {})
+        for col in store.db[name].columns_dict:
+            if not columns.get(col):
+                missing.append(f"{name}.{col}")
+        missing += [f"{name}.{c} (no such column)" for c in columns
+                    if c not in store.db[name].columns_dict]
+    assert missing == []
+    # And nothing described that the schema lacks.
+    assert set(described) - set(names) == set()
+
+
+def test_publication_settings_are_safe():
+    config = load_datasette_yml(DATASETTE_YML)
+    assert config["immutable"] is True
+    assert 0 < config["settings"]["sql_time_limit_ms"] <= 5000
+    queries = config["databases"]["fwsurvey"]["queries"]
+    assert "release_cadence" in queries
+    assert not any(q.get("write") for q in queries.values())
+    command = datasette_command(Path("/d/x.db"), Path("/d/m.json"), config, "127.0.0.1", 9)
+    assert command[command.index("-i") + 1] == "/d/x.db"
+    assert ["--setting", "sql_time_limit_ms", "3000"] == command[
+        command.index("sql_time_limit_ms") - 1:command.index("sql_time_limit_ms") + 2]
+
+
+def test_metadata_follows_the_database_file_name():
+    config = load_datasette_yml(DATASETTE_YML)
+    metadata = metadata_for(config, Path("/tmp/other-name.db"))
+    assert list(metadata["databases"]) == ["other-name"]
+    assert "settings" not in metadata and "immutable" not in metadata
+
+
+def test_canned_query_answers_in_process(survey_db):
+    app = make_app(survey_db, load_datasette_yml(DATASETTE_YML))
+
+    async def fetch():
+        response = await app.client.get("/fwsurvey/release_cadence.json?_shape=array")
+        return response.status_code, response.json()
+
+    status, rows = asyncio.run(fetch())
+    assert status == 200
+    by_package = {r["package"]: r for r in rows}
+    assert set(by_package) == {"trax", "jax"}
+    assert by_package["trax"]["release_count"] == 24
+    assert by_package["trax"]["latest_version"] == "1.4.1"
+    assert by_package["jax"]["releases_last_12_months"] == 14
+    assert rows[0]["package"] == "jax"  # fastest releaser first
+
+
+def test_database_is_read_only_when_served(survey_db):
+    app = make_app(survey_db, load_datasette_yml(DATASETTE_YML))
+
+    async def fetch():
+        r = await app.client.get("/fwsurvey.json?sql=delete+from+runs&_shape=array")
+        return r.status_code, r.text
+
+    status, text = asyncio.run(fetch())
+    assert status == 400 and "must be a select" in text.lower()
+    assert app.databases["fwsurvey"].is_mutable is False  # opened immutable (-i)
+    store = Store(survey_db)
+    assert store.query("SELECT count(*) AS n FROM runs") == [{"n": 1}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fwsurvey_serve_runs_a_real_server(survey_db, write_config, tmp_path):
+    config_path = write_config()
+    port = free_port()
+    fwsurvey = Path(sys.executable).with_name("fwsurvey")
+    proc = subprocess.Popen(
+        [str(fwsurvey), "serve", "--config", str(config_path), "--db", str(survey_db),
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = requests.get(f"http://127.0.0.1:{port}/fwsurvey/release_cadence",
+                                    timeout=5)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "server did not start in 60 s"
+                time.sleep(0.25)
+        assert page.status_code == 200
+        assert "Release cadence per framework" in page.text
+        assert "trax" in page.text and "1.4.1" in page.text
+        home = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert "fwsurvey — framework claims, measured" in home.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -1,0 +1,243 @@
+"""The store: migrations, idempotent re-runs, transactions that survive failures and kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from sqlite_utils import Database
+
+from fwsurvey.collectors.pypi import PyPICollector
+from fwsurvey.config import load_config
+from fwsurvey.lock import LockHeld, RunLock
+from fwsurvey.pipeline import collect_source, run_survey
+from fwsurvey.schema import migrations
+from fwsurvey.sources import Collector, Item, Reachability, Record
+from fwsurvey.store import SourceOutcome, Store, utcnow
+from tests.conftest import FIXED_NOW
+
+
+def fixed_clock(cls, config):
+    return cls(config, now=lambda: FIXED_NOW)
+
+
+def dump(store: Store, table: str) -> list[dict]:
+    return store.query(f"SELECT * FROM {table} ORDER BY 1, 2")
+
+
+def test_migrations_from_empty(tmp_path):
+    store = Store(tmp_path / "s.db")
+    tables = set(store.db.table_names())
+    assert {"runs", "run_sources", "item_errors", "pypi_packages", "pypi_releases"} <= tables
+    assert {"pypi_packages_latest", "source_status_latest"} <= set(store.db.view_names())
+    applied = [m.name for m in migrations.applied(store.db)]
+    assert applied == [m.name for m in migrations._migrations]
+    assert store.db.journal_mode == "wal"
+
+
+def test_migrations_from_previous_version_keep_data(tmp_path):
+    path = tmp_path / "s.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_pypi")  # a database from before the PyPI source
+    assert "pypi_releases" not in db.table_names()
+    db.execute("INSERT INTO runs (started_at, finished_at, status, command, stages,"
+               " tool_version, python_version, platform, versions)"
+               " VALUES ('2026-01-01T00:00:00+00:00', '2026-01-01T00:01:00+00:00', 'ok',"
+               " 'collect', '[]', '0.0.1', '3.11', 'linux', '{}')")
+    db.conn.commit()
+    db.close()
+
+    store = Store(path)
+    assert "pypi_releases" in store.db.table_names()
+    [run] = store.query("SELECT * FROM runs")
+    assert run["tool_version"] == "0.0.1" and run["status"] == "ok"
+    assert store.start_run("collect", ["collect"], {}) == 2
+
+
+def test_rerun_adds_a_run_and_no_duplicate_releases(write_config, pypi_index, tmp_path):
+    config = load_config(write_config())
+    db = tmp_path / "s.db"
+    first = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    store = Store(db)
+    releases_before = dump(store, "pypi_releases")
+    store.close()
+    second = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    assert (first.status, second.status) == ("ok", "ok")
+    assert (first.run_id, second.run_id) == (1, 2)
+
+    store = Store(db)
+    releases_after = dump(store, "pypi_releases")
+    assert len(releases_after) == len(releases_before) > 0
+    assert {r["first_run_id"] for r in releases_after} == {1}
+    assert {r["run_id"] for r in releases_after} == {2}
+    # History: one snapshot per run per package; the latest view has one per package.
+    counts = store.query("SELECT run_id, count(*) AS n FROM pypi_packages GROUP BY run_id")
+    assert counts == [{"run_id": 1, "n": 2}, {"run_id": 2, "n": 2}]
+    latest = store.query("SELECT package, run_id FROM pypi_packages_latest ORDER BY package")
+    assert latest == [{"package": "jax", "run_id": 2}, {"package": "trax", "run_id": 2}]
+    assert [r["status"] for r in store.query("SELECT status FROM runs")] == ["ok", "ok"]
+
+
+class ExplodingCollector(Collector):
+    """Collects its first item and raises on the second, like a bug halfway through."""
+
+    name = "pypi"
+    title = "exploding"
+    options = PyPICollector.options
+
+    def __init__(self, config, delegate):
+        super().__init__(config)
+        self.delegate = delegate
+
+    def items(self):
+        return self.delegate.items()
+
+    def fetch(self, item: Item):
+        if item.key == "jax":
+            raise RuntimeError("parser bug on the second item")
+        return self.delegate.fetch(item)
+
+    def check(self):
+        return Reachability(True, "")
+
+
+def test_source_raising_midway_leaves_previous_rows_untouched(write_config, pypi_index,
+                                                              tmp_path):
+    config = load_config(write_config())
+    db = tmp_path / "s.db"
+    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    store = Store(db)
+    before = {t: dump(store, t) for t in ("pypi_packages", "pypi_releases")}
+    store.close()
+
+    result = run_survey(
+        config, db, stages=("collect",),
+        make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))
+    assert result.status == "failed"
+    [outcome] = result.outcomes
+    assert outcome.status == "error"
+    assert outcome.reason == "RuntimeError: parser bug on the second item"
+
+    store = Store(db)
+    assert {t: dump(store, t) for t in before} == before  # trax of run 2 was not written
+    [row] = store.query("SELECT * FROM run_sources WHERE run_id = 2")
+    assert row["status"] == "error" and row["rows_written"] == 0
+    assert store.query("SELECT status FROM runs WHERE id = 2") == [{"status": "failed"}]
+
+
+def test_failed_write_rolls_back_the_whole_source(tmp_path):
+    store = Store(tmp_path / "s.db")
+    run_id = store.start_run("collect", ["collect"], {})
+    now = utcnow()
+    good = Record("pypi_packages", {
+        "package": "x", "framework": "x", "fetched_at": now, "file_count": 1,
+        "release_count": 1, "prerelease_count": 0, "yanked_release_count": 0,
+        "releases_last_12_months": 1})
+    bad = Record("pypi_releases", {"package": "x", "version": "1", "no_such_column": 1})
+    outcome = SourceOutcome("collect", "pypi", "ok", now, now, items_ok=1)
+    with pytest.raises(Exception, match="no_such_column"):
+        store.write_source(run_id, outcome, [good, bad])
+    assert store.query("SELECT count(*) AS n FROM pypi_packages") == [{"n": 0}]
+    assert store.query("SELECT count(*) AS n FROM run_sources") == [{"n": 0}]
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    from fwsurvey.store import Store
+    store = Store(sys.argv[1])
+    run_id = store.start_run("collect", ["collect"], {})
+    store.db.execute("BEGIN")
+    for i in range(1000):
+        store.db.execute(
+            "INSERT INTO pypi_releases (package, version, framework, yanked, file_count,"
+            " wheel_count, sdist_count, other_count, first_run_id, run_id, source, fetched_at)"
+            " VALUES ('killed', ?, 'x', 0, 1, 1, 0, 0, ?, ?, 'pypi', 'now')", [str(i), run_id,
+            run_id])
+    print("writing", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_killed_run_leaves_store_consistent_and_is_closed_by_the_next(
+        write_config, pypi_index, tmp_path):
+    db = tmp_path / "s.db"
+    config = load_config(write_config())
+    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    store = Store(db)
+    before = dump(store, "pypi_releases")
+    store.close()
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(db)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"  # mid-transaction
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    store = Store(db)
+    assert dump(store, "pypi_releases") == before
+    assert store.query("SELECT id, status FROM runs") == [
+        {"id": 1, "status": "ok"}, {"id": 2, "status": "running"}]
+    store.close()
+    result = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    assert result.run_id == 3 and result.status == "ok"
+    store = Store(db)
+    assert store.query("SELECT status FROM runs WHERE id = 2") == [{"status": "interrupted"}]
+
+
+def test_second_writer_is_refused_by_the_lock(tmp_path, write_config):
+    db = tmp_path / "s.db"
+    config = load_config(write_config())
+    with RunLock(db):
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
+            run_survey(config, db, stages=("collect",))
+    # Released: the lock does not outlive its holder.
+    with RunLock(db):
+        pass
+
+
+def test_lock_is_released_when_its_process_dies(tmp_path):
+    db = tmp_path / "s.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fwsurvey.lock import RunLock\n"
+         "with RunLock(sys.argv[1]): print('held', flush=True); time.sleep(60)", str(db)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockHeld):
+        with RunLock(db):
+            pass
+    holder.kill()
+    holder.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with RunLock(db):
+                break
+        except LockHeld:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_record_for_unknown_table_is_refused(tmp_path):
+    store = Store(tmp_path / "s.db")
+    run_id = store.start_run("collect", ["collect"], {})
+    now = utcnow()
+    with pytest.raises(ValueError, match="no table spec"):
+        store.write_source(run_id, SourceOutcome("collect", "x", "ok", now, now),
+                           [Record("nope", {})])
+
+
+def test_pypi_collector_rows_carry_provenance(write_config, pypi_index, tmp_path):
+    store = Store(tmp_path / "s.db")
+    run_id = store.start_run("collect", ["collect"], {"pypi-simple": "1.8.0"})
+    collect_source(store, run_id, PyPICollector(load_config(write_config()),
+                                                now=lambda: FIXED_NOW))
+    for table in ("pypi_packages", "pypi_releases"):
+        rows = store.query(f"SELECT DISTINCT run_id, source, fetched_at FROM {table}")
+        assert rows == [{"run_id": run_id, "source": "pypi",
+                         "fetched_at": "2026-11-27T12:00:00+00:00"}]
