@@ -16,7 +16,7 @@ from typing import Protocol
 from fwsurvey.config import SurveyConfig
 from fwsurvey.lock import RunLock
 from fwsurvey.provenance import run_versions
-from fwsurvey.sources import Collector, ItemNotFound, Record, SourceUnreachable
+from fwsurvey.sources import Collector, ItemNotFound, PartialItem, Record, SourceUnreachable
 from fwsurvey.store import ItemError, SourceOutcome, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def collect_source(store: Store, run_id: int, collector: Collector,
     items_ok = 0
     name = collector.name
     try:
+        collector.state = store.source_state(name)
         items = collector.items()
         progress.source_started(name, len(items))
         for index, item in enumerate(items):
@@ -80,6 +81,14 @@ def collect_source(store: Store, run_id: int, collector: Collector,
                 items_ok += 1
             except ItemNotFound as exc:
                 errors.append(ItemError(item.key, "not_found", str(exc)))
+            except PartialItem as exc:
+                records.extend(exc.records)
+                errors.append(ItemError(item.key, "incomplete", str(exc)))
+                if exc.stop_source:
+                    for rest in items[index + 1:]:
+                        errors.append(ItemError(rest.key, "incomplete",
+                                                f"not attempted: {exc}"))
+                    break
             except SourceUnreachable as exc:
                 # Retries are spent: the rest of this source would fail the same way.
                 errors.append(ItemError(item.key, "unreachable", str(exc)))
@@ -104,7 +113,7 @@ def collect_source(store: Store, run_id: int, collector: Collector,
         status, reason = "ok", None
     elif items_ok == 0 and unreachable:
         status, reason = "unreachable", unreachable[0].message
-    elif items_ok == 0:
+    elif items_ok == 0 and not records:
         status, reason = "error", "no item could be collected"
     else:
         status = "partial"

@@ -10,6 +10,8 @@ Two kinds of fact tables:
   values that change over time can be trended; each has a ``*_latest`` view.
 * **fact** tables keep one row per immutable thing (a release), upserted on every run:
   ``first_run_id`` records the run that first saw it, ``run_id``/``fetched_at`` the last.
+* ``source_state`` keeps each source's resume points (watermarks), upserted in the same
+  transaction as the rows they cover, so a watermark never passes what was stored.
 """
 
 from __future__ import annotations
@@ -135,12 +137,32 @@ def m002_pypi(db: Database) -> None:
     """)
 
 
+@migrations()
+def m003_source_state(db: Database) -> None:
+    db.executescript("""
+    CREATE TABLE source_state (
+        source TEXT NOT NULL,
+        item TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        fetched_at TEXT NOT NULL,
+        PRIMARY KEY (source, item, name)
+    );
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    """How the store writes one table."""
+    """How the store writes one table.
+
+    ``history``: plain inserts, ``run_id`` is part of the key. ``fact``: upsert on ``key``,
+    keeping ``first_run_id``. ``state``: upsert on ``key`` (a source's resume points, e.g. an
+    incremental watermark, written in the same transaction as the rows they describe).
+    """
 
     name: str
-    kind: Literal["history", "fact"]
+    kind: Literal["history", "fact", "state"]
     key: tuple[str, ...]
 
 
@@ -149,5 +171,6 @@ TABLES: dict[str, TableSpec] = {
     for spec in [
         TableSpec("pypi_packages", "history", ("run_id", "package")),
         TableSpec("pypi_releases", "fact", ("package", "version")),
+        TableSpec("source_state", "state", ("source", "item", "name")),
     ]
 }

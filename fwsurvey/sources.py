@@ -48,6 +48,20 @@ class SourceUnreachable(Exception):
     """The source could not be reached (connection refused, timeouts, 5xx after retries)."""
 
 
+class PartialItem(Exception):
+    """An item was only partly fetched (a rate limit ran out, a page failed midway).
+
+    ``records`` holds what was fetched and is consistent on its own (whole pages only,
+    with a state record that resumes after them); the pipeline stores it and records the
+    item as ``incomplete``. With ``stop_source`` the remaining items are not attempted.
+    """
+
+    def __init__(self, message: str, records: Iterable[Record], stop_source: bool = False):
+        super().__init__(message)
+        self.records = list(records)
+        self.stop_source = stop_source
+
+
 class Collector(ABC):
     """Base class of every source. Subclasses set ``name``, ``title`` and ``options``."""
 
@@ -59,6 +73,8 @@ class Collector(ABC):
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None):
         self.config = config
         self.settings = settings or config.source(self.name)
+        #: Stored resume points by (item, name), loaded by the pipeline before items().
+        self.state: dict[tuple[str, str], str | None] = {}
         for key, value in self.settings.options.items():
             if key not in self.options:
                 raise ConfigError(config.path, f"sources.{self.name}.{key}",
@@ -71,6 +87,12 @@ class Collector(ABC):
         """A source-specific option, or ``default`` when unset or empty."""
         value = self.settings.options.get(key)
         return value if value not in (None, "") else default
+
+    def state_record(self, item: str, name: str, value: str | None,
+                     fetched_at: str) -> Record:
+        """A record that moves a resume point; it commits with the rows it covers."""
+        return Record("source_state", {"item": item, "name": name, "value": value,
+                                       "fetched_at": fetched_at})
 
     @abstractmethod
     def items(self) -> list[Item]:

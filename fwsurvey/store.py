@@ -144,7 +144,7 @@ class Store:
             names = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" for _ in columns)
             sql = f'INSERT INTO "{table}" ({names}) VALUES ({marks})'
-            if spec.kind == "fact":
+            if spec.kind in ("fact", "state"):
                 # Upsert: a release seen again updates its mutable columns (yanked, ...)
                 # and its last-seen provenance; first_run_id keeps the run that found it.
                 updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns
@@ -166,6 +166,11 @@ class Store:
         where = "WHERE finished_at IS NOT NULL" if finished_only else ""
         rows = self.query(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else None
+
+    def source_state(self, source: str) -> dict[tuple[str, str], str | None]:
+        """A source's stored resume points, by (item, name)."""
+        return {(r["item"], r["name"]): r["value"] for r in self.query(
+            "SELECT item, name, value FROM source_state WHERE source = ?", [source])}
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file, so immutable readers (Datasette -i) see it all."""

@@ -14,11 +14,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from fwsurvey.config import SurveyConfig
-from fwsurvey.reports.charts import releases_chart
+from fwsurvey.reports.sections import SectionInput, builders
 from fwsurvey.store import Store
 
 REPORT_NAME = "report.md"
-RELEASES_CHART = "releases.png"
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,9 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{round(value):,}" if isinstance(value, float) else f"{value:,}"
 
 
-def report_context(store: Store, config: SurveyConfig, run_id: int | None = None
-                   ) -> dict[str, Any]:
-    """Everything the template shows, read from the store."""
+def report_context(store: Store, config: SurveyConfig, out_dir: Path,
+                   run_id: int | None = None) -> dict[str, Any]:
+    """Everything the template shows, read from the store (section charts go to out_dir)."""
     if run_id is None:
         latest = store.latest_run(finished_only=True) or store.latest_run(finished_only=False)
         if latest is None:
@@ -102,27 +101,18 @@ def report_context(store: Store, config: SurveyConfig, run_id: int | None = None
 
     run_sources = store.query(
         "SELECT * FROM run_sources WHERE run_id = ? ORDER BY stage, source", [run_id])
-    pypi_now = next((s for s in run_sources if s["stage"] == "collect"
-                     and s["source"] == "pypi"), None)
-    # The newest snapshot of each package as of this run (an older run renders as it was).
-    packages = store.query(
-        "SELECT p.* FROM pypi_packages p JOIN (SELECT package, MAX(run_id) AS run_id"
-        " FROM pypi_packages WHERE run_id <= ? GROUP BY package) latest"
-        " USING (package, run_id)", [run_id])
-    # Only the packages of the frameworks configured now, in configuration order.
-    order = {key: i for i, key in enumerate(config.frameworks)}
-    packages = sorted((p for p in packages if p["framework"] in order),
-                      key=lambda p: (order[p["framework"]], p["package"]))
-    for p in packages:
-        p["framework_name"] = names[p["framework"]]
-    newest = max((p["fetched_at"] for p in packages), default=None)
-
-    sections = [
-        {"slug": s.slug, "title": s.title, "measured_by": s.measured_by,
-         "claims": [c.format(a=a, b=b, b_engine=b_engine) for c in s.claims],
-         "measured": s.slug == "community-ecosystem" and bool(packages)}
-        for s in SECTIONS
-    ]
+    inp = SectionInput(store, config, run, run_sources, out_dir)
+    section_builders = builders()
+    sections = []
+    for s in SECTIONS:
+        data = section_builders[s.slug](inp) if s.slug in section_builders else {}
+        sections.append({
+            "slug": s.slug, "title": s.title, "measured_by": s.measured_by,
+            "claims": [c.format(a=a, b=b, b_engine=b_engine) for c in s.claims],
+            "template": f"sections/{s.slug}.md.j2" if s.slug in section_builders else None,
+            "measured": bool(data.get("measured")),
+            **data,
+        })
     return {
         "title": config.title,
         "article": config.article,
@@ -134,34 +124,14 @@ def report_context(store: Store, config: SurveyConfig, run_id: int | None = None
         "item_errors": store.query(
             "SELECT * FROM item_errors WHERE run_id = ? ORDER BY source, item", [run_id]),
         "sections": sections,
-        "pypi": {
-            "packages": packages,
-            "this_run": pypi_now,
-            "newest_fetched_at": newest,
-            "chart": RELEASES_CHART if packages else None,
-        },
     }
 
 
 def render_report(store: Store, config: SurveyConfig, out_dir: Path,
                   run_id: int | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; return the report's path."""
-    context = report_context(store, config, run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if context["pypi"]["chart"]:
-        frameworks = [p["framework"] for p in context["pypi"]["packages"]]
-        releases = store.query(
-            "SELECT framework, uploaded_at FROM pypi_releases WHERE is_prerelease = 0"
-            " AND yanked = 0 AND uploaded_at IS NOT NULL AND first_run_id <= ?"
-            " ORDER BY uploaded_at", [context["run"]["id"]])
-        names = {k: fw.name for k, fw in config.frameworks.items()}
-        releases_chart(
-            [(names[r["framework"]], r["uploaded_at"]) for r in releases
-             if r["framework"] in frameworks],
-            out_dir / RELEASES_CHART,
-            title=f"Final releases on PyPI (run {context['run']['id']})",
-            order=[names[k] for k in config.frameworks],
-        )
+    context = report_context(store, config, out_dir, run_id)
     text = _env().get_template("report.md.j2").render(**context)
     path = out_dir / REPORT_NAME
     tmp = path.with_suffix(".md.tmp")

@@ -17,7 +17,7 @@ from fwsurvey.config import load_config
 from fwsurvey.lock import LockHeld, RunLock
 from fwsurvey.pipeline import collect_source, run_survey
 from fwsurvey.schema import migrations
-from fwsurvey.sources import Collector, Item, Reachability, Record
+from fwsurvey.sources import Collector, Item, PartialItem, Reachability, Record
 from fwsurvey.store import SourceOutcome, Store, utcnow
 from tests.conftest import FIXED_NOW
 
@@ -241,3 +241,55 @@ def test_pypi_collector_rows_carry_provenance(write_config, pypi_index, tmp_path
         rows = store.query(f"SELECT DISTINCT run_id, source, fetched_at FROM {table}")
         assert rows == [{"run_id": run_id, "source": "pypi",
                          "fetched_at": "2026-11-27T12:00:00+00:00"}]
+
+
+class PagedCollector(Collector):
+    """Two items; the second stops midway like a rate limit, keeping whole pages only."""
+
+    name = "pypi"
+    title = "paged"
+    options = PyPICollector.options
+
+    def items(self):
+        return [Item("a", "trax"), Item("b", "trax")]
+
+    def _rows(self, key):
+        return Record("pypi_releases", {
+            "package": key, "version": "1", "framework": "trax", "yanked": False,
+            "file_count": 1, "wheel_count": 1, "sdist_count": 0, "other_count": 0,
+            "fetched_at": "2026-11-27T12:00:00+00:00"})
+
+    def fetch(self, item: Item):
+        seen = self.state.get((item.key, "since"))
+        if item.key == "b" and seen is None:
+            raise PartialItem("rate limit exhausted; resumes at page 2", [
+                self._rows("b"), self.state_record("b", "since", "page-2",
+                                                   "2026-11-27T12:00:00+00:00")])
+        return [self._rows(item.key),
+                self.state_record(item.key, "since", f"done-after-{seen}",
+                                  "2026-11-27T12:00:00+00:00")]
+
+    def check(self):
+        return Reachability(True, "")
+
+
+def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, tmp_path):
+    config = load_config(write_config())
+    db = tmp_path / "s.db"
+    first = run_survey(config, db, stages=("collect",),
+                       make_collector=lambda cls, cfg: PagedCollector(cfg))
+    [outcome] = first.outcomes
+    assert (outcome.status, outcome.items_ok) == ("partial", 1)
+    assert [(e.item, e.kind) for e in outcome.errors] == [("b", "incomplete")]
+    store = Store(db)
+    assert store.source_state("pypi") == {("a", "since"): "done-after-None",
+                                          ("b", "since"): "page-2"}
+    assert [r["package"] for r in dump(store, "pypi_releases")] == ["a", "b"]
+    store.close()
+
+    second = run_survey(config, db, stages=("collect",),
+                        make_collector=lambda cls, cfg: PagedCollector(cfg))
+    assert second.outcomes[0].status == "ok"
+    store = Store(db)
+    assert store.source_state("pypi")[("b", "since")] == "done-after-page-2"
+    assert store.query("SELECT DISTINCT run_id FROM source_state") == [{"run_id": 2}]
