@@ -96,6 +96,9 @@ class RichProgress:
 
     def item_done(self, source: str, item: str) -> None:
         self.progress.update(self.tasks[source], advance=1, item=item)
+        if not err.is_terminal:  # a log file (cron, CI): one line per item instead of bars
+            task = self.progress.tasks[self.tasks[source]]
+            err.print(f"{source}: {task.completed:.0f}/{task.total:.0f} {item}")
 
     def source_finished(self, outcome: SourceOutcome) -> None:
         task = self.tasks.get(outcome.source)
@@ -123,14 +126,16 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
 
 
 def _run(config: SurveyConfig, db_path: Path, stages: tuple[str, ...],
-         sources: list[str] | None, command: str, report_dir: Path | None = None):
+         sources: list[str] | None, command: str, report_dir: Path | None = None,
+         analyze_paths: list[Path] | None = None, train_options: Any = None):
     from fwsurvey.pipeline import run_survey
 
     try:
         with _progress() as progress:
             result = run_survey(config, db_path, stages=stages, sources=sources,
                                 command=command, progress=RichProgress(progress),
-                                report_dir=report_dir)
+                                report_dir=report_dir, analyze_paths=analyze_paths,
+                                train_options=train_options)
     except LockHeld as exc:
         raise Failure(f"{exc}; try again when it has finished", EXIT_LOCKED) from None
     except ValueError as exc:
@@ -181,10 +186,71 @@ def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: in
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@_common
+def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> None:
+    """Measure code ergonomics and library surfaces.
+
+    Without PATHS: the library surface of each configured framework and the paired
+    implementations under kernels/. With PATHS (files, folders, notebooks): any code,
+    scored the same way; it is read, never imported or run.
+    """
+    result = _run(config, db_path, ("analyze",), None,
+                  shlex.join(["analyze", *map(str, paths)]), analyze_paths=list(paths) or None)
+    err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
+    sys.exit(STATUS_EXIT[result.status])
+
+
+@cli.command()
+@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick",
+              show_default=True,
+              help="quick: CPU-sized shapes; full: GPU shapes (GPT-2 small LM, bf16).")
+@click.option("--task", "tasks", multiple=True, help="Only this task (repeatable).")
+@click.option("--framework", "frameworks", multiple=True,
+              help="Only this framework (repeatable): pytorch, trax, jax.")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda if PyTorch sees one].")
+@click.option("--experiment", "experiments", multiple=True,
+              type=click.Choice(["train", "dynamic"]),
+              help="train: the paired trainings; dynamic: the varying-shape LM runs. "
+                   "Default: both.")
+@_common
+def train(config: SurveyConfig, db_path: Path, profile: str, tasks: tuple[str, ...],
+          frameworks: tuple[str, ...], device: str | None,
+          experiments: tuple[str, ...]) -> None:
+    """Run the paired reference trainings side by side and store what they measured."""
+    from fwsurvey.kernels.stage import TrainOptions, plan
+
+    options = TrainOptions(profile, tasks, frameworks, device,
+                           experiments or ("train", "dynamic"))
+    try:
+        jobs = plan(config, options)
+    except ValueError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    err.print(f"{len(jobs)} jobs ({profile} profile, device {jobs[0].device if jobs else '-'})")
+    command = shlex.join(["train", f"--profile={profile}", *[f"--task={t}" for t in tasks],
+                          *[f"--framework={f}" for f in frameworks],
+                          *([f"--device={device}"] if device else []),
+                          *[f"--experiment={e}" for e in experiments]])
+    result = _run(config, db_path, ("train",), None, command, train_options=options)
+    err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
+    sys.exit(STATUS_EXIT[result.status])
+
+
+@cli.command()
 @_common
 def run(config: SurveyConfig, db_path: Path) -> None:
-    """Run every stage: collect all sources, then write the report."""
-    result = _run(config, db_path, ("collect", "report"), None, "run")
+    """Run every stage: collect all sources, analyze code and libraries, train the paired
+    kernels (quick profile), write the report."""
+    from fwsurvey.kernels.stage import options_from_config, plan
+
+    options = options_from_config(config)  # a bad [kernels] table fails before the run
+    if options.enabled:
+        try:
+            plan(config, options)
+        except ValueError as exc:
+            raise Failure(f"{config.path.name}: kernels: {exc}", EXIT_USAGE) from None
+    result = _run(config, db_path, ("collect", "analyze", "train", "report"), None, "run",
+                  train_options=options)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     if result.report:
         err.print(f"Report: {result.report}")

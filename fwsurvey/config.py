@@ -73,6 +73,10 @@ class SurveyConfig:
     frameworks: dict[str, Framework]
     sources: dict[str, SourceSettings]
     sha256: str
+    #: ``[analyzers.*]`` tables, validated by the analyzers themselves (fwsurvey.analyzers).
+    analyzers: dict[str, Any] = field(default_factory=dict)
+    #: The ``[kernels]`` table, validated by the train stage (fwsurvey.kernels.stage).
+    kernels: dict[str, Any] = field(default_factory=dict)
 
     def source(self, name: str) -> SourceSettings:
         """Settings for source ``name``; defaults when the file does not mention it."""
@@ -168,6 +172,8 @@ def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyCon
     survey = _Reader(path, top.get("survey", dict, {}), "survey")
     frameworks_raw = top.get("frameworks", dict, required=True)
     sources_raw = top.get("sources", dict, {})
+    analyzers_raw = top.get("analyzers", dict, {})
+    kernels_raw = top.get("kernels", dict, {})
     top.reject_unknown()
 
     if len(frameworks_raw) < 2:
@@ -212,6 +218,8 @@ def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyCon
         frameworks=frameworks,
         sources={name: _parse_source(path, name, table) for name, table in sources_raw.items()},
         sha256=sha256,
+        analyzers=analyzers_raw,
+        kernels=kernels_raw,
     )
     survey.reject_unknown()
     return config

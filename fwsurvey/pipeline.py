@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fwsurvey.config import SurveyConfig
 from fwsurvey.lock import RunLock
@@ -21,7 +21,7 @@ from fwsurvey.store import ItemError, SourceOutcome, Store, utcnow
 
 log = logging.getLogger(__name__)
 
-STAGES = ("collect", "report")
+STAGES = ("collect", "analyze", "train", "report")
 
 
 class Progress(Protocol):
@@ -152,6 +152,8 @@ def run_survey(
     progress: Progress | None = None,
     make_collector: Callable[[type[Collector], SurveyConfig], Collector] | None = None,
     report_dir: Path | None = None,
+    analyze_paths: list[Path] | None = None,
+    train_options: Any = None,
 ) -> RunResult:
     """Run ``stages`` under the database's lock, as one row of ``runs``.
 
@@ -178,6 +180,16 @@ def run_survey(
                         result.outcomes.append(
                             _collect_one(store, run_id, config, available[name], name,
                                          make_collector, progress))
+                if "analyze" in stages:
+                    from fwsurvey.analyze import run_analyze
+
+                    result.outcomes.extend(
+                        run_analyze(store, run_id, config, analyze_paths, progress))
+                if "train" in stages:
+                    from fwsurvey.kernels.stage import options_from_config, run_train
+
+                    options = train_options or options_from_config(config)
+                    result.outcomes.extend(run_train(store, run_id, config, options, progress))
                 if "report" in stages:
                     result.outcomes.append(
                         _render(store, run_id, config, report_dir or config.report_dir, result))

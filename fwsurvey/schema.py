@@ -152,6 +152,389 @@ def m003_source_state(db: Database) -> None:
     """)
 
 
+@migrations()
+def m004_community(db: Database) -> None:
+    db.executescript(f"""
+    CREATE TABLE github_repos (
+        {PROVENANCE},
+        repo TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        full_name TEXT NOT NULL,
+        renamed INTEGER NOT NULL,
+        stars INTEGER NOT NULL,
+        forks INTEGER NOT NULL,
+        subscribers INTEGER,
+        open_issues INTEGER,
+        open_pull_requests INTEGER,
+        archived INTEGER NOT NULL,
+        default_branch TEXT,
+        license TEXT,
+        topics TEXT,
+        created_at TEXT,
+        pushed_at TEXT,
+        contributor_count INTEGER,
+        contributors_complete INTEGER,
+        commit_activity_status TEXT NOT NULL,
+        commits_last_52_weeks INTEGER,
+        commits_last_13_weeks INTEGER,
+        release_count INTEGER,
+        tag_count INTEGER,
+        issues_synced_until TEXT,
+        rate_limit_remaining INTEGER,
+        PRIMARY KEY (run_id, repo)
+    );
+    CREATE VIEW github_repos_latest AS
+        SELECT g.* FROM github_repos g
+        JOIN (SELECT repo, MAX(run_id) AS run_id FROM github_repos GROUP BY repo) latest
+        USING (repo, run_id);
+    CREATE TABLE github_commit_activity (
+        repo TEXT NOT NULL,
+        week TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        commits INTEGER NOT NULL,
+        days TEXT NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (repo, week)
+    );
+    CREATE TABLE github_contributors (
+        repo TEXT NOT NULL,
+        login TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        contributions INTEGER NOT NULL,
+        is_bot INTEGER NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (repo, login)
+    );
+    CREATE TABLE github_releases (
+        repo TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tag_name TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        name TEXT,
+        published_at TEXT,
+        prerelease INTEGER,
+        draft INTEGER,
+        commit_sha TEXT,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (repo, kind, tag_name)
+    );
+    CREATE TABLE github_issues (
+        repo TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        framework TEXT NOT NULL,
+        is_pull_request INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        author TEXT,
+        author_is_bot INTEGER NOT NULL,
+        author_association TEXT,
+        comments INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        closed_at TEXT,
+        merged_at TEXT,
+        first_response_at TEXT,
+        first_response_by TEXT,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (repo, number)
+    );
+    CREATE INDEX github_issues_created ON github_issues(repo, created_at);
+    CREATE TABLE community_metrics (
+        {PROVENANCE},
+        item TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL,
+        unit TEXT NOT NULL,
+        window_start TEXT,
+        window_end TEXT,
+        sample_size INTEGER,
+        basis TEXT NOT NULL,
+        PRIMARY KEY (run_id, source, item, metric)
+    );
+    CREATE VIEW community_metrics_latest AS
+        SELECT m.* FROM community_metrics m
+        JOIN (SELECT source, item, metric, MAX(run_id) AS run_id FROM community_metrics
+              GROUP BY source, item, metric) latest
+        USING (source, item, metric, run_id);
+    CREATE TABLE git_repos (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        clone_path TEXT NOT NULL,
+        head_sha TEXT NOT NULL,
+        commit_count INTEGER NOT NULL,
+        author_count INTEGER NOT NULL,
+        first_commit_at TEXT,
+        last_commit_at TEXT,
+        tag_count INTEGER NOT NULL,
+        new_commits INTEGER NOT NULL,
+        PRIMARY KEY (run_id, framework)
+    );
+    CREATE VIEW git_repos_latest AS
+        SELECT g.* FROM git_repos g
+        JOIN (SELECT framework, MAX(run_id) AS run_id FROM git_repos GROUP BY framework) latest
+        USING (framework, run_id);
+    CREATE TABLE git_commits (
+        framework TEXT NOT NULL,
+        sha TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        author_email TEXT NOT NULL,
+        authored_at TEXT NOT NULL,
+        committed_at TEXT NOT NULL,
+        files_changed INTEGER NOT NULL,
+        insertions INTEGER NOT NULL,
+        deletions INTEGER NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (framework, sha)
+    );
+    CREATE INDEX git_commits_month ON git_commits(framework, committed_at);
+    CREATE VIEW git_monthly_activity AS
+        SELECT framework, substr(committed_at, 1, 7) AS month, count(*) AS commits,
+               count(DISTINCT author_email) AS authors, sum(files_changed) AS files_changed
+        FROM git_commits GROUP BY framework, month;
+    CREATE TABLE git_tags (
+        framework TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        sha TEXT NOT NULL,
+        tagged_at TEXT,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (framework, tag)
+    );
+    CREATE TABLE downloads (
+        {PROVENANCE},
+        package TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        last_day INTEGER,
+        last_week INTEGER,
+        last_month INTEGER,
+        series_start TEXT,
+        series_end TEXT,
+        series_days INTEGER NOT NULL,
+        series_total INTEGER NOT NULL,
+        PRIMARY KEY (run_id, package)
+    );
+    CREATE VIEW downloads_latest AS
+        SELECT d.* FROM downloads d
+        JOIN (SELECT package, MAX(run_id) AS run_id FROM downloads GROUP BY package) latest
+        USING (package, run_id);
+    CREATE TABLE downloads_daily (
+        package TEXT NOT NULL,
+        date TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        downloads INTEGER NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (package, date)
+    );
+    CREATE TABLE docs_metrics (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        location TEXT NOT NULL,
+        method TEXT NOT NULL,
+        page_count INTEGER,
+        tutorial_pages INTEGER,
+        example_pages INTEGER,
+        example_scripts INTEGER,
+        notebooks INTEGER,
+        examples_last_modified TEXT,
+        readme_chars INTEGER,
+        PRIMARY KEY (run_id, framework, origin)
+    );
+    CREATE VIEW docs_metrics_latest AS
+        SELECT d.* FROM docs_metrics d
+        JOIN (SELECT framework, origin, MAX(run_id) AS run_id FROM docs_metrics
+              GROUP BY framework, origin) latest
+        USING (framework, origin, run_id);
+    """)
+
+
+@migrations()
+def m005_analyzers(db: Database) -> None:
+    db.executescript(f"""
+    CREATE TABLE ergonomics_files (
+        {PROVENANCE},
+        path TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        task TEXT,
+        framework TEXT,
+        status TEXT NOT NULL,
+        message TEXT,
+        bytes INTEGER,
+        content_sha256 TEXT,
+        notebook INTEGER NOT NULL DEFAULT 0,
+        magic_lines INTEGER NOT NULL DEFAULT 0,
+        phase_split TEXT,
+        cached INTEGER NOT NULL DEFAULT 0,
+        analyzer_version TEXT NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    CREATE TABLE ergonomics_metrics (
+        {PROVENANCE},
+        path TEXT NOT NULL,
+        task TEXT,
+        framework TEXT,
+        phase TEXT NOT NULL,
+        start_line INTEGER,
+        end_line INTEGER,
+        concepts INTEGER,
+        concept_names TEXT,
+        call_sites INTEGER,
+        positional_args INTEGER,
+        keyword_args INTEGER,
+        args_per_call REAL,
+        default_keywords INTEGER,
+        framework_subclasses INTEGER,
+        overridden_methods INTEGER,
+        ceremony_calls INTEGER,
+        ceremony TEXT,
+        sloc INTEGER,
+        lloc INTEGER,
+        comments INTEGER,
+        cyclomatic INTEGER,
+        cyclomatic_max INTEGER,
+        cognitive INTEGER,
+        max_nesting INTEGER,
+        halstead_volume REAL,
+        maintainability_index REAL,
+        halstead_unreliable INTEGER,
+        calls INTEGER,
+        PRIMARY KEY (run_id, path, phase)
+    );
+    CREATE INDEX ergonomics_metrics_task ON ergonomics_metrics(task, framework, phase);
+    CREATE TABLE ergonomics_pairs (
+        {PROVENANCE},
+        task TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        framework_a TEXT NOT NULL,
+        framework_b TEXT NOT NULL,
+        value_a REAL,
+        value_b REAL,
+        ratio REAL,
+        weight REAL,
+        PRIMARY KEY (run_id, task, phase, metric)
+    );
+    CREATE TABLE ergonomics_cache (
+        content_sha256 TEXT NOT NULL,
+        analyzer_key TEXT NOT NULL,
+        result TEXT NOT NULL,
+        {PROVENANCE},
+        PRIMARY KEY (content_sha256, analyzer_key)
+    );
+    CREATE TABLE library_symbols (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        category TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        defined_as TEXT,
+        has_docstring INTEGER NOT NULL,
+        has_example INTEGER NOT NULL,
+        doc_lines INTEGER NOT NULL,
+        PRIMARY KEY (run_id, framework, category, symbol)
+    );
+    CREATE INDEX library_symbols_category ON library_symbols(framework, category);
+    CREATE TABLE library_summary (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        category TEXT NOT NULL,
+        symbols INTEGER NOT NULL,
+        classes INTEGER NOT NULL,
+        functions INTEGER NOT NULL,
+        documented INTEGER NOT NULL,
+        with_example INTEGER NOT NULL,
+        package_version TEXT,
+        spec_sha256 TEXT,
+        note TEXT,
+        PRIMARY KEY (run_id, framework, category)
+    );
+    CREATE TABLE library_index (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        name TEXT NOT NULL,
+        defined_as TEXT,
+        defaults TEXT,
+        methods TEXT,
+        PRIMARY KEY (run_id, framework, name)
+    );
+    """)
+
+
+@migrations()
+def m006_kernels(db: Database) -> None:
+    db.executescript(f"""
+    CREATE TABLE kernel_runs (
+        {PROVENANCE},
+        job TEXT NOT NULL,
+        task TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        status TEXT NOT NULL,
+        phase_reached TEXT,
+        error TEXT,
+        device TEXT NOT NULL,
+        device_name TEXT,
+        precision TEXT NOT NULL,
+        versions TEXT,
+        n_params INTEGER,
+        batch INTEGER,
+        seq_len INTEGER,
+        seq_lens TEXT,
+        steps INTEGER,
+        timed_steps INTEGER,
+        import_s REAL,
+        data_s REAL,
+        build_s REAL,
+        first_step_s REAL,
+        step_median_ms REAL,
+        step_iqr_ms REAL,
+        step_mean_ms REAL,
+        throughput REAL,
+        throughput_unit TEXT,
+        peak_mem_mb REAL,
+        mem_kind TEXT,
+        first_loss REAL,
+        final_loss REAL,
+        eval_metric TEXT,
+        eval_value REAL,
+        target REAL,
+        target_mode TEXT,
+        reached_target INTEGER,
+        compiles_total INTEGER,
+        compiles_timed INTEGER,
+        compile_s_total REAL,
+        compile_s_timed REAL,
+        flops_per_step REAL,
+        mfu REAL,
+        resume_status TEXT,
+        resumed_at_step INTEGER,
+        resume_error TEXT,
+        wall_s REAL,
+        PRIMARY KEY (run_id, job)
+    );
+    CREATE VIEW kernel_runs_latest AS
+        SELECT k.* FROM kernel_runs k
+        JOIN (SELECT job, MAX(run_id) AS run_id FROM kernel_runs GROUP BY job) latest
+        USING (job, run_id);
+    CREATE TABLE kernel_curves (
+        {PROVENANCE},
+        job TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        loss REAL NOT NULL,
+        PRIMARY KEY (run_id, job, step)
+    );
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How the store writes one table.
@@ -172,5 +555,26 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("pypi_packages", "history", ("run_id", "package")),
         TableSpec("pypi_releases", "fact", ("package", "version")),
         TableSpec("source_state", "state", ("source", "item", "name")),
+        TableSpec("kernel_runs", "history", ("run_id", "job")),
+        TableSpec("kernel_curves", "history", ("run_id", "job", "step")),
+        TableSpec("github_repos", "history", ("run_id", "repo")),
+        TableSpec("github_commit_activity", "fact", ("repo", "week")),
+        TableSpec("github_contributors", "fact", ("repo", "login")),
+        TableSpec("github_releases", "fact", ("repo", "kind", "tag_name")),
+        TableSpec("github_issues", "fact", ("repo", "number")),
+        TableSpec("community_metrics", "history", ("run_id", "source", "item", "metric")),
+        TableSpec("git_repos", "history", ("run_id", "framework")),
+        TableSpec("git_commits", "fact", ("framework", "sha")),
+        TableSpec("git_tags", "fact", ("framework", "tag")),
+        TableSpec("downloads", "history", ("run_id", "package")),
+        TableSpec("downloads_daily", "fact", ("package", "date")),
+        TableSpec("docs_metrics", "history", ("run_id", "framework", "origin")),
+        TableSpec("ergonomics_files", "history", ("run_id", "path")),
+        TableSpec("ergonomics_metrics", "history", ("run_id", "path", "phase")),
+        TableSpec("ergonomics_pairs", "history", ("run_id", "task", "phase", "metric")),
+        TableSpec("ergonomics_cache", "state", ("content_sha256", "analyzer_key")),
+        TableSpec("library_symbols", "history", ("run_id", "framework", "category", "symbol")),
+        TableSpec("library_summary", "history", ("run_id", "framework", "category")),
+        TableSpec("library_index", "history", ("run_id", "framework", "name")),
     ]
 }

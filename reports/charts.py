@@ -45,3 +45,83 @@ def releases_chart(releases: Iterable[tuple[str, str]], path: Path, title: str,
     finally:
         plt.close(fig)
     return path
+
+
+def monthly_chart(series: dict[str, list[tuple[str, int]]], path: Path, title: str,
+                  ylabel: str) -> Path:
+    """One line per framework of a monthly count; ``series`` maps a name to (YYYY-MM, n)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    try:
+        for name, points in series.items():
+            if not points:
+                continue
+            months = [datetime.strptime(month, "%Y-%m") for month, _ in points]
+            ax.plot(months, [n for _, n in points], label=name, linewidth=1.2,
+                    marker="o" if len(points) < 24 else None, markersize=3)
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(mdates.YearLocator())
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+        ax.grid(True, alpha=0.3)
+        if any(series.values()):
+            ax.legend(loc="upper left")
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def relative_throughput_chart(ratios: Iterable[tuple[str, str, float]], path: Path,
+                              title: str) -> Path:
+    """Grouped bars: per task, each mode's throughput divided by the baseline's."""
+    ratios = list(ratios)
+    tasks = list(dict.fromkeys(t for t, _, _ in ratios))
+    modes = list(dict.fromkeys(m for _, m, _ in ratios))
+    value = {(t, m): v for t, m, v in ratios}
+    width = 0.8 / max(len(modes), 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    try:
+        for i, mode in enumerate(modes):
+            xs = [j + i * width for j, t in enumerate(tasks) if (t, mode) in value]
+            ys = [value[(t, mode)] for t in tasks if (t, mode) in value]
+            ax.bar(xs, ys, width=width, label=mode)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(tasks))])
+        ax.set_xticklabels(tasks, rotation=15)
+        ax.set_ylabel("throughput / baseline")
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def loss_curves_chart(curves: dict[str, list[tuple[int, float]]], path: Path,
+                      title: str) -> Path:
+    """Training loss against step, one line per framework and mode."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    try:
+        for label, points in curves.items():
+            ax.plot([s for s, _ in points], [v for _, v in points], label=label, linewidth=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (nats/token)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, format="png", metadata={"Software": None})
+    tmp.replace(path)

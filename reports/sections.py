@@ -54,7 +54,18 @@ SectionBuilder = Callable[[SectionInput], dict[str, Any]]
 def builders() -> dict[str, SectionBuilder]:
     """Every section builder, by section slug."""
     from fwsurvey.reports.community import community_section
+    from fwsurvey.reports.ergonomics import (
+        ease_of_use_section,
+        model_architecture_section,
+        training_deployment_section,
+    )
+    from fwsurvey.reports.kernels import graph_building_section, performance_section
 
     return {
         "community-ecosystem": community_section,
+        "ease-of-use": ease_of_use_section,
+        "model-architecture": model_architecture_section,
+        "training-deployment": training_deployment_section,
+        "graph-building": graph_building_section,
+        "performance-scalability": performance_section,
     }

@@ -37,6 +37,40 @@ name = "JAX"
 pypi = ["jax"{extra_packages}]
 github = "jax-ml/jax"
 
+# Trainings are measured by tests/kernels; a plain `fwsurvey run` here does not train.
+[kernels]
+enabled = false
+
+# The live community sources are off in a plain run here (nothing fakes them); their own
+# tests build these collectors directly, with these settings (tests/collectors/).
+[sources.github]
+enabled = false
+retries = 3
+backoff = 0
+timeout = 5
+per_page = 3
+history_days = 0
+stats_attempts = 3
+stats_wait = 0.0
+seconds_between_requests = 0.0
+secondary_rate_wait = 0.0
+http_cache = "off"
+
+[sources.downloads]
+enabled = false
+api_url = "https://downloads.invalid/api/"
+retries = 3
+backoff = 0
+timeout = 5
+
+[sources.docs]
+enabled = false
+retries = 2
+backoff = 0
+timeout = 5
+crawl_delay = 0.0
+max_pages = 20
+
 [sources.pypi]
 index_url = "{index}simple/"
 retries = 3

@@ -116,7 +116,7 @@ def test_source_raising_midway_leaves_previous_rows_untouched(write_config, pypi
     store.close()
 
     result = run_survey(
-        config, db, stages=("collect",),
+        config, db, stages=("collect",), sources=["pypi"],
         make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))
     assert result.status == "failed"
     [outcome] = result.outcomes
@@ -276,7 +276,7 @@ class PagedCollector(Collector):
 def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    first = run_survey(config, db, stages=("collect",),
+    first = run_survey(config, db, stages=("collect",), sources=["pypi"],
                        make_collector=lambda cls, cfg: PagedCollector(cfg))
     [outcome] = first.outcomes
     assert (outcome.status, outcome.items_ok) == ("partial", 1)
@@ -287,7 +287,7 @@ def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, t
     assert [r["package"] for r in dump(store, "pypi_releases")] == ["a", "b"]
     store.close()
 
-    second = run_survey(config, db, stages=("collect",),
+    second = run_survey(config, db, stages=("collect",), sources=["pypi"],
                         make_collector=lambda cls, cfg: PagedCollector(cfg))
     assert second.outcomes[0].status == "ok"
     store = Store(db)

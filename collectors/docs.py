@@ -1,0 +1,236 @@
+"""Documentation: the size of each framework's documentation site and of its examples.
+
+Two kinds of item per framework. ``FRAMEWORK:clone`` (offline, when ``git_clone`` is set):
+example scripts (``.py`` under a folder named like ``examples``/``tutorials``), notebooks,
+when they last changed, and the README's length. ``FRAMEWORK:site`` (when ``docs`` is set):
+the pages under the documentation URL, from its sitemap when that lists them, otherwise a
+bounded, polite breadth-first crawl with ``requests`` (robots.txt respected, a pause between
+requests), and how many of them are tutorials or examples (by their path). Clone items run
+first, so an unreachable site does not skip them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+import requests
+
+from fwsurvey.collectors.git_history import GitError, git
+from fwsurvey.config import SourceSettings, SurveyConfig
+from fwsurvey.http import USER_AGENT, call_with_retries, describe, make_session, redact_url
+from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_DIRS = {"example", "examples", "tutorial", "tutorials", "notebooks", "colab", "demos"}
+README_NAMES = ("README.md", "README.rst", "README.txt", "README")
+TUTORIAL_RE = re.compile(r"tutorial|beginner|intermediate|advanced|recipe|getting[-_]?started"
+                         r"|quickstart|walkthrough", re.I)
+EXAMPLE_RE = re.compile(r"example|notebook|colab|gallery|demo", re.I)
+_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+
+
+def classify(url: str) -> str | None:
+    """``tutorial``, ``example`` or None, from a page's path (not its host)."""
+    path = urlsplit(url).path
+    if TUTORIAL_RE.search(path):
+        return "tutorial"
+    if EXAMPLE_RE.search(path):
+        return "example"
+    return None
+
+
+def sitemap_urls(xml_text: str) -> tuple[list[str], list[str]]:
+    """(page URLs, child sitemap URLs) of a sitemap or sitemap index."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return [], []
+    locs = [e.text.strip() for e in root.iter(f"{_SITEMAP_NS}loc") if e.text]
+    if root.tag == f"{_SITEMAP_NS}sitemapindex":
+        return [], locs
+    return locs, []
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.links.append(href)
+
+
+def _page_key(url: str) -> str:
+    url = urldefrag(url)[0]
+    return url[: -len("index.html")] if url.endswith("/index.html") else url
+
+
+def clone_docs(clone: Path) -> dict[str, Any]:
+    """Example scripts, notebooks, their last change and the README length of a clone."""
+    try:
+        files = git(clone, "ls-files", "-z").split("\0")
+        tracked = True
+    except GitError:
+        files = [str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file()
+                 and ".git" not in p.parts]
+        tracked = False
+    files = [f for f in files if f]
+    scripts = [f for f in files if f.endswith(".py")
+               and EXAMPLE_DIRS & {p.lower() for p in PurePosixPath(f).parts[:-1]}]
+    notebooks = [f for f in files if f.endswith(".ipynb")]
+    last = None
+    if scripts or notebooks:
+        if tracked:
+            out = git(clone, "log", "-1", "--format=%cI", "--", *scripts, *notebooks).strip()
+            last = datetime.fromisoformat(out).astimezone(UTC) if out else None
+        else:
+            last = datetime.fromtimestamp(max(os.path.getmtime(clone / f)
+                                              for f in scripts + notebooks), UTC)
+    readme = next((clone / n for n in README_NAMES if (clone / n).is_file()), None)
+    return {
+        "example_scripts": len(scripts),
+        "notebooks": len(notebooks),
+        "examples_last_modified": last.isoformat(timespec="seconds") if last else None,
+        "readme_chars": len(readme.read_text(encoding="utf-8", errors="replace"))
+        if readme else None,
+    }
+
+
+class DocsCollector(Collector):
+    """Table ``docs_metrics`` (history: one row per framework and origin per run)."""
+
+    name = "docs"
+    title = "Documentation sites and examples"
+    options = {"max_pages": int, "crawl_delay": float}
+
+    def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
+                 now: Callable[[], datetime] | None = None,
+                 sleep: Callable[[float], None] | None = None):
+        super().__init__(config, settings)
+        self.now = now or (lambda: datetime.now(UTC))
+        self.sleep = sleep or time.sleep
+        self.max_pages = self.option("max_pages", 150)
+        self.crawl_delay = self.option("crawl_delay", 0.5)
+        self.session = make_session()
+
+    def items(self) -> list[Item]:
+        fws = list(self.config.frameworks.values())
+        return ([Item(f"{fw.key}:clone", fw.key) for fw in fws if fw.git_clone]
+                + [Item(f"{fw.key}:site", fw.key) for fw in fws if fw.docs])
+
+    def fetch(self, item: Item) -> list[Record]:
+        fw = self.config.frameworks[item.framework]
+        row: dict[str, Any]
+        if item.key.endswith(":clone"):
+            assert fw.git_clone is not None
+            if not fw.git_clone.is_dir():
+                raise ItemNotFound(f"no directory {fw.git_clone}")
+            row = {"origin": "clone", "location": str(fw.git_clone), "method": "files",
+                   **clone_docs(fw.git_clone)}
+        else:
+            assert fw.docs is not None
+            row = {"origin": "site", "location": fw.docs, **self.site_pages(fw.docs)}
+        row.update(framework=item.framework, fetched_at=self.now().isoformat(timespec="seconds"))
+        return [Record("docs_metrics", row)]
+
+    # -- the site ---------------------------------------------------------------------
+
+    def _get(self, url: str) -> requests.Response:
+        def get() -> requests.Response:
+            response = self.session.get(url, timeout=self.settings.timeout)
+            if response.status_code < 400 or response.status_code == 404:
+                return response
+            response.raise_for_status()
+            return response
+
+        return call_with_retries(self.settings, get)
+
+    def site_pages(self, base: str) -> dict[str, Any]:
+        """Page counts of a documentation site: sitemap first, else a bounded crawl."""
+        parts = urlsplit(base)
+        root = f"{parts.scheme}://{parts.netloc}/"
+        robots = RobotFileParser()
+        answer = self._get(root + "robots.txt")
+        robots.parse(answer.text.splitlines() if answer.status_code == 200 else [])
+        delay = max(self.crawl_delay, float(robots.crawl_delay(USER_AGENT) or 0))
+
+        pages: set[str] = set()
+        queue = deque(robots.site_maps() or [])
+        queue.extend([urljoin(base, "sitemap.xml"), root + "sitemap.xml"])
+        seen_maps: set[str] = set()
+        while queue and len(seen_maps) < 10:
+            url = queue.popleft()
+            if url in seen_maps:
+                continue
+            seen_maps.add(url)
+            answer = self._get(url)
+            if answer.status_code != 200:
+                continue
+            found, children = sitemap_urls(answer.text)
+            pages |= {_page_key(u) for u in found if u.startswith(base)}
+            queue.extend(children)
+        if len(pages) > 1:
+            method = "sitemap"
+        else:
+            pages, capped = self.crawl(base, robots, delay)
+            method = f"crawl (stopped at {self.max_pages} pages)" if capped else "crawl"
+        kinds = [classify(p) for p in pages]
+        return {"method": method, "page_count": len(pages),
+                "tutorial_pages": kinds.count("tutorial"), "example_pages": kinds.count("example")}
+
+    def crawl(self, base: str, robots: RobotFileParser, delay: float) -> tuple[set[str], bool]:
+        """Breadth-first over HTML pages under ``base``; (pages, whether max_pages stopped it)."""
+        queue, seen, pages = deque([base]), {base}, set()
+        while queue:
+            if len(pages) >= self.max_pages:
+                return pages, True
+            url = queue.popleft()
+            if not robots.can_fetch(USER_AGENT, url):
+                continue
+            if pages:
+                self.sleep(delay)
+            answer = self._get(url)
+            if answer.status_code != 200 or "html" not in answer.headers.get("Content-Type", ""):
+                continue
+            pages.add(_page_key(answer.url or url))
+            parser = _Links()
+            parser.feed(answer.text)
+            for href in parser.links:
+                link = _page_key(urljoin(url, href))
+                if link.startswith(base) and link not in seen and not re.search(
+                        r"\.(png|jpe?g|gif|svg|pdf|zip|txt|ipynb|py|js|css)$", link, re.I):
+                    seen.add(link)
+                    queue.append(link)
+        return pages, False
+
+    def check(self) -> Reachability:
+        sites = [fw.docs for fw in self.config.frameworks.values() if fw.docs]
+        if not sites:
+            return Reachability(True, "no documentation site configured")
+        try:
+            response = self.session.head(sites[0], timeout=min(self.settings.timeout, 10),
+                                         allow_redirects=True)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return Reachability(False, describe(exc))
+        if response.status_code >= 500:
+            return Reachability(False, f"HTTP {response.status_code} from {redact_url(sites[0])}")
+        return Reachability(True, f"HTTP {response.status_code} from {redact_url(sites[0])}")
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,132 @@
+"""Runs kernel jobs in fresh subprocesses with a timeout per phase.
+
+A job that crashes, runs out of memory or passes a phase's timeout is returned with its
+status and the phase it reached; the caller goes on with the rest of the matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Seconds allowed per phase, by profile. ``steady`` covers all timed steps.
+PHASE_TIMEOUTS = {
+    "quick": {"import": 120, "data": 60, "build": 120, "first_step": 300, "warmup": 300,
+              "steady": 300, "eval": 120},
+    "full": {"import": 300, "data": 300, "build": 300, "first_step": 900, "warmup": 900,
+             "steady": 600, "eval": 300},
+}
+
+
+@dataclass
+class Job:
+    """One (task, framework, mode) to run, with its experiment variant and spec."""
+
+    task: str
+    framework: str
+    mode: str
+    module: str
+    spec: dict[str, Any]
+    device: str = "cpu"
+    precision: str = "fp32"
+    experiment: str = "train"
+    variant: str = "default"
+    timeouts: dict[str, float] = field(default_factory=lambda: dict(PHASE_TIMEOUTS["quick"]))
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.framework}/{self.mode}/{self.experiment}/{self.variant}"
+
+    def payload(self) -> str:
+        return json.dumps({"task": self.task, "framework": self.framework, "mode": self.mode,
+                           "module": self.module, "spec": self.spec, "device": self.device,
+                           "precision": self.precision})
+
+
+def _reader(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run one job in a subprocess; always returns a result with ``status`` and ``phase``."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if job.device == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fwsurvey-kernel-") as workdir:
+        return _run_in(job, env, started, workdir)
+
+
+def _run_in(job: Job, env: dict[str, str], started: float, workdir: str) -> dict[str, Any]:
+    job = Job(**{**job.__dict__, "spec": {**job.spec, "workdir": workdir}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fwsurvey.kernels.harness", job.payload()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    err_lines: list[str] = []
+    threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True).start()
+
+    try:
+        return _watch(job, proc, lines, err_lines, started)
+    except BaseException:  # Ctrl-C or a bug here: never leave the job running on its own
+        _kill(proc)
+        raise
+
+
+def _watch(job: Job, proc: subprocess.Popen, lines: queue.Queue, err_lines: list[str],
+           started: float) -> dict[str, Any]:
+    phase, deadline = "start", started + job.timeouts.get("import", 120)
+    result: dict[str, Any] | None = None
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            _kill(proc)
+            result = {"status": "timeout",
+                      "error": f"phase {phase!r} passed its {job.timeouts.get(phase)} s limit"}
+            break
+        if line is None:  # the child exited
+            break
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a library printed to stdout
+        if event.get("event") == "phase":
+            phase = event["phase"]
+            deadline = time.monotonic() + job.timeouts.get(phase, 300)
+        elif event.get("event") == "result":
+            result = {k: v for k, v in event.items() if k != "event"}
+    proc.wait()
+    if result is None:
+        tail = "".join(err_lines[-15:]).strip()
+        code = proc.returncode
+        status = "oom" if code == -signal.SIGKILL else "crashed"
+        result = {"status": status,
+                  "error": f"exited with {code}: {tail[-2000:]}" if tail else f"exited with {code}"}
+    result["phase"] = phase if result["status"] != "ok" else "done"
+    result["wall_s"] = time.monotonic() - started
+    return result
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

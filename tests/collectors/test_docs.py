@@ -1,0 +1,130 @@
+"""The documentation collector: a sitemap, a polite crawl, a local clone, and offline."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import responses
+
+from fwsurvey.collectors.docs import DocsCollector, classify
+from fwsurvey.config import load_config
+from fwsurvey.pipeline import collect_source
+from fwsurvey.sources import Item
+from fwsurvey.store import Store
+from tests.collectors.test_git_history import commit, run_git
+from tests.conftest import FIXED_NOW, FIXTURES
+
+SITE = "https://docs.invalid/"
+DOCS = SITE + "en/latest/"
+
+
+def recorded(name: str) -> str:
+    return (FIXTURES / "docs" / name).read_text(encoding="utf-8")
+
+
+def configured(write_config, docs: str | None = DOCS, clone: Path | None = None):
+    path = write_config()
+    extra = (f'docs = "{docs}"\n' if docs else "") + (f'git_clone = "{clone}"\n' if clone else "")
+    path.write_text(path.read_text().replace('github = "google/trax"\n',
+                                             f'github = "google/trax"\n{extra}', 1))
+    return load_config(path)
+
+
+def html(*links: str) -> str:
+    return "<html><body>" + "".join(f'<a href="{href}">x</a>' for href in links) + "</body></html>"
+
+
+def test_classify_by_path():
+    assert classify(DOCS + "tutorials/intro.html") == "tutorial"
+    assert classify(DOCS + "notebooks/colab_intro.html") == "example"
+    assert classify(DOCS + "api/layers.html") is None
+
+
+def test_pages_from_the_sitemap(write_config):
+    config = configured(write_config)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, SITE + "robots.txt", body=recorded("robots.txt"))
+        rsps.add(responses.GET, SITE + "sitemap.xml", body=recorded("sitemap.xml"),
+                 content_type="application/xml")
+        rsps.add(responses.GET, DOCS + "sitemap.xml", status=404)
+        [record] = DocsCollector(config, now=lambda: FIXED_NOW).fetch(Item("trax:site", "trax"))
+    row = record.row
+    # 8 <loc>s: index.html is the folder's page, /en/stable/ is another version.
+    assert (row["method"], row["page_count"]) == ("sitemap", 6)
+    assert (row["tutorial_pages"], row["example_pages"]) == (2, 2)
+    assert (row["origin"], row["location"]) == ("site", DOCS)
+
+
+def test_bounded_polite_crawl_respects_robots(write_config):
+    config = configured(write_config)
+    sleeps: list[float] = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, SITE + "robots.txt",
+                 body="User-agent: *\nDisallow: /en/latest/_private/\nCrawl-delay: 2\n")
+        rsps.add(responses.GET, SITE + "sitemap.xml", status=404)
+        rsps.add(responses.GET, DOCS + "sitemap.xml", status=404)
+        pages = {
+            DOCS: html("tutorials/a.html", "examples/b.html#part", "_private/x.html",
+                       "https://elsewhere.invalid/", "../stable/", "api.html", "logo.png"),
+            DOCS + "tutorials/a.html": html("../api.html", "../index.html"),
+            DOCS + "examples/b.html": html("c.html"),
+            DOCS + "examples/c.html": html(),
+            DOCS + "api.html": html(),
+        }
+        for url, text in pages.items():
+            rsps.add(responses.GET, url, body=text, content_type="text/html; charset=utf-8")
+        [record] = DocsCollector(config, now=lambda: FIXED_NOW,
+                                 sleep=sleeps.append).fetch(Item("trax:site", "trax"))
+        fetched = [c.request.url for c in rsps.calls]
+    row = record.row
+    assert (row["method"], row["page_count"]) == ("crawl", 5)
+    assert (row["tutorial_pages"], row["example_pages"]) == (1, 2)
+    assert not any("_private" in u or "elsewhere" in u or "stable" in u or "png" in u
+                   for u in fetched)
+    assert sleeps == [2.0] * 4  # robots.txt's Crawl-delay, between pages
+
+
+def test_examples_notebooks_and_readme_of_a_clone(write_config, tmp_path):
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "examples").mkdir()
+    (clone / "trax").mkdir()
+    run_git(clone, "init", "-q", "-b", "main")
+    commit(clone, {"README.md": "# Trax\n\nDeep learning.\n", "trax/layers.py": "x = 1\n",
+                   "examples/mnist.py": "print(1)\n"}, "2024-01-15T10:00:00+00:00",
+           "Alice <alice@example.com>")
+    notebook = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    commit(clone, {"examples/intro.ipynb": notebook, "trax/util.py": "y = 1\n"},
+           "2024-03-01T10:00:00+00:00", "Bob <bob@example.com>")
+    commit(clone, {"trax/util.py": "y = 2\n"}, "2024-05-01T10:00:00+00:00",
+           "Bob <bob@example.com>")
+    config = configured(write_config, docs=None, clone=clone)
+    c = DocsCollector(config, now=lambda: FIXED_NOW)
+    assert [i.key for i in c.items()] == ["trax:clone"]
+    [record] = c.fetch(Item("trax:clone", "trax"))
+    row = record.row
+    assert (row["example_scripts"], row["notebooks"]) == (1, 1)
+    assert row["examples_last_modified"] == "2024-03-01T10:00:00+00:00"  # not the util change
+    assert row["readme_chars"] == len("# Trax\n\nDeep learning.\n")
+    assert (row["origin"], row["method"]) == ("clone", "files")
+
+
+def test_offline_site_is_unreachable_and_the_clone_still_counts(write_config, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "README.md").write_text("hello\n")
+    config = configured(write_config, docs=f"http://127.0.0.1:{port}/en/latest/", clone=clone)
+    store = Store(tmp_path / "s.db")
+    outcome = collect_source(store, store.start_run("collect", ["collect"], {}),
+                             DocsCollector(config, now=lambda: FIXED_NOW))
+    assert outcome.status == "partial" and outcome.items_ok == 1
+    [error] = outcome.errors
+    assert (error.item, error.kind) == ("trax:site", "unreachable")
+    assert "connection failed" in error.message
+    rows = store.query("SELECT origin, readme_chars, page_count FROM docs_metrics")
+    assert rows == [{"origin": "clone", "readme_chars": 6, "page_count": None}]

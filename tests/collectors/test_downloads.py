@@ -1,0 +1,93 @@
+"""The downloads collector against recorded pypistats answers, with the HTTP layer faked."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+import responses
+
+from fwsurvey.collectors.downloads import DownloadsCollector
+from fwsurvey.config import load_config
+from fwsurvey.pipeline import collect_source
+from fwsurvey.sources import Item, ItemNotFound
+from fwsurvey.store import Store
+from tests.conftest import FIXED_NOW, FIXTURES
+
+API = "https://downloads.invalid/api/"  # [sources.downloads] api_url in the test config
+TRAX = Item("trax", "trax")
+
+
+def recorded(name: str) -> str:
+    return (FIXTURES / "downloads" / name).read_text(encoding="utf-8")
+
+
+def serve_trax(rsps: responses.RequestsMock) -> None:
+    rsps.add(responses.GET, API + "packages/trax/recent", body=recorded("trax-recent.json"),
+             content_type="application/json")
+    rsps.add(responses.GET, API + "packages/trax/overall?mirrors=false",
+             body=recorded("trax-overall.json"), content_type="application/json")
+
+
+def collector(config) -> DownloadsCollector:
+    return DownloadsCollector(config, now=lambda: FIXED_NOW)
+
+
+def test_recent_totals_and_the_daily_series(write_config):
+    with responses.RequestsMock() as rsps:
+        serve_trax(rsps)
+        records = collector(load_config(write_config())).fetch(TRAX)
+    [snapshot] = [r.row for r in records if r.table == "downloads"]
+    assert (snapshot["last_day"], snapshot["last_week"], snapshot["last_month"]) == (
+        412, 2997, 12873)
+    assert (snapshot["series_start"], snapshot["series_end"]) == ("2026-11-22", "2026-11-26")
+    assert snapshot["series_days"] == 5
+    assert snapshot["series_total"] == 380 + 402 + 455 + 431 + 398
+    assert snapshot["fetched_at"] == "2026-11-27T12:00:00+00:00"
+    daily = [(r.row["date"], r.row["downloads"]) for r in records if r.table == "downloads_daily"]
+    assert daily[0] == ("2026-11-22", 380) and len(daily) == 5
+
+
+def test_unknown_package_is_an_item_error(write_config):
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, API + "packages/nope/recent", status=404,
+                 body=recorded("not-found.html"), content_type="text/html")
+        with pytest.raises(ItemNotFound, match="pypistats has no package"):
+            collector(load_config(write_config())).fetch(Item("nope", "jax"))
+
+
+def test_server_error_then_success_is_retried(write_config):
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, API + "packages/trax/recent", status=503, body="busy")
+        rsps.add(responses.GET, API + "packages/trax/recent", status=429, body="slow down")
+        serve_trax(rsps)
+        records = collector(load_config(write_config())).fetch(TRAX)
+    assert len([r for r in records if r.table == "downloads_daily"]) == 5
+
+
+def test_timeouts_make_the_source_unreachable_with_no_rows(write_config, tmp_path):
+    store = Store(tmp_path / "s.db")
+    with responses.RequestsMock() as rsps:
+        for _ in range(3):
+            rsps.add(responses.GET, API + "packages/trax/recent",
+                     body=requests.exceptions.ReadTimeout("read timed out"))
+        outcome = collect_source(store, store.start_run("collect", ["collect"], {}),
+                                 collector(load_config(write_config())))
+    assert outcome.status == "unreachable"
+    assert "timed out" in outcome.reason and "after 3 attempts" in outcome.reason
+    assert store.query("SELECT count(*) AS n FROM downloads") == [{"n": 0}]
+
+
+def test_unreachable_api_is_recorded_with_the_reason(write_config, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_config()
+    path.write_text(path.read_text().replace(API, f"http://127.0.0.1:{port}/api/"))
+    config = load_config(path)
+    store = Store(tmp_path / "s.db")
+    outcome = collect_source(store, store.start_run("collect", ["collect"], {}),
+                             collector(config))
+    assert outcome.status == "unreachable" and "connection failed" in outcome.reason
+    assert not collector(config).check().reachable
