@@ -73,6 +73,10 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def _run_in(job: Job, env: dict[str, str], started: float, workdir: str) -> dict[str, Any]:
     job = Job(**{**job.__dict__, "spec": {**job.spec, "workdir": workdir}})
+    # A fresh compile cache per job: torch.compile's on-disk caches would otherwise make
+    # its compile time depend on what ran on this machine before.
+    env = {**env, "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, "inductor"),
+           "TRITON_CACHE_DIR": os.path.join(workdir, "triton")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fwsurvey.kernels.harness", job.payload()],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
