@@ -29,7 +29,7 @@ import requests
 
 from fwsurvey.collectors.git_history import GitError, git
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.http import USER_AGENT, call_with_retries, describe, make_session, redact_url
+from fwsurvey.http import USER_AGENT, call_with_retries, make_session, probe
 from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
 
 log = logging.getLogger(__name__)
@@ -223,14 +223,7 @@ class DocsCollector(Collector):
         sites = [fw.docs for fw in self.config.frameworks.values() if fw.docs]
         if not sites:
             return Reachability(True, "no documentation site configured")
-        try:
-            response = self.session.head(sites[0], timeout=min(self.settings.timeout, 10),
-                                         allow_redirects=True)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            return Reachability(False, describe(exc))
-        if response.status_code >= 500:
-            return Reachability(False, f"HTTP {response.status_code} from {redact_url(sites[0])}")
-        return Reachability(True, f"HTTP {response.status_code} from {redact_url(sites[0])}")
+        return probe(self.session, sites[0], self.settings)
 
     def close(self) -> None:
         self.session.close()

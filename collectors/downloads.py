@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pypistats
-import requests
 
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.http import call_with_retries, describe, make_session, redact_url
+from fwsurvey.http import describe, get_allowing_404, make_session, probe, redact_url
 from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
 
 log = logging.getLogger(__name__)
@@ -46,18 +45,11 @@ class DownloadsCollector(Collector):
     def _get(self, path: str) -> dict[str, Any]:
         url = self.api_url + path
 
-        def get() -> requests.Response:
-            response = self.session.get(url, timeout=self.settings.timeout,
-                                        headers={"Accept": "application/json"})
-            if response.status_code != 404:
-                response.raise_for_status()
-            return response
-
         def note(attempt: int, exc: BaseException) -> None:
             log.warning("downloads: %s: attempt %d failed (%s); retrying", redact_url(url),
                         attempt, describe(exc))
 
-        response = call_with_retries(self.settings, get, note)
+        response = get_allowing_404(self.session, url, self.settings, note)
         if response.status_code == 404:
             raise ItemNotFound(f"pypistats has no package at {redact_url(url)}")
         try:
@@ -95,13 +87,7 @@ class DownloadsCollector(Collector):
         if not items:
             return Reachability(True, "no packages configured")
         url = f"{self.api_url}packages/{items[0].key.lower()}/recent"
-        try:
-            response = self.session.get(url, timeout=min(self.settings.timeout, 10))
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            return Reachability(False, describe(exc))
-        if response.status_code >= 500 or response.status_code == 429:
-            return Reachability(False, f"HTTP {response.status_code} from {redact_url(url)}")
-        return Reachability(True, f"HTTP {response.status_code} from pypistats")
+        return probe(self.session, url, self.settings, method="GET")
 
     def close(self) -> None:
         self.session.close()

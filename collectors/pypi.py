@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 from pypi_simple import (
@@ -30,7 +29,14 @@ from pypi_simple import (
 )
 
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.http import call_with_retries, describe, make_session, redact_url
+from fwsurvey.http import (
+    call_with_retries,
+    describe,
+    get_allowing_404,
+    make_session,
+    probe,
+    redact_url,
+)
 from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
 
 log = logging.getLogger(__name__)
@@ -204,15 +210,8 @@ class PyPICollector(Collector):
 
     def _fetch_info(self, package: str) -> dict[str, Any]:
         url = f"{self.json_api_url}{package}/json"
-
-        def get() -> requests.Response:
-            response = self.session.get(url, timeout=self.settings.timeout,
-                                        headers={"Accept": "application/json"})
-            if response.status_code != 404:
-                response.raise_for_status()
-            return response
-
-        response = call_with_retries(self.settings, get, self._retry_note(f"{package} metadata"))
+        response = get_allowing_404(self.session, url, self.settings,
+                                    self._retry_note(f"{package} metadata"))
         if response.status_code == 404:
             raise ItemNotFound(f"no project named {package!r} in the index's JSON API")
         try:
@@ -226,15 +225,7 @@ class PyPICollector(Collector):
         items = self.items()
         if not items:
             return Reachability(True, "no packages configured")
-        url = f"{self.index_url}{items[0].key}/"
-        try:
-            response = self.session.head(url, timeout=min(self.settings.timeout, 10),
-                                         allow_redirects=True)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            return Reachability(False, describe(exc))
-        if response.status_code >= 500:
-            return Reachability(False, f"HTTP {response.status_code} from {redact_url(url)}")
-        return Reachability(True, f"HTTP {response.status_code} from the package index")
+        return probe(self.session, f"{self.index_url}{items[0].key}/", self.settings)
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)

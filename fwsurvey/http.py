@@ -21,7 +21,7 @@ from tenacity import (
 
 from fwsurvey import __version__
 from fwsurvey.config import SourceSettings
-from fwsurvey.sources import SourceUnreachable
+from fwsurvey.sources import Reachability, SourceUnreachable
 
 T = TypeVar("T")
 
@@ -97,3 +97,36 @@ def call_with_retries(
         if not is_transient(exc):
             raise
         raise SourceUnreachable(f"{describe(exc)} (after {settings.retries} attempts)") from exc
+
+
+def get_allowing_404(
+    session: requests.Session,
+    url: str,
+    settings: SourceSettings,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> requests.Response:
+    """GET a JSON resource with retries. A 404 comes back as a response (the caller says
+    what is missing); other HTTP errors raise, transient ones after the retries."""
+
+    def get() -> requests.Response:
+        response = session.get(url, timeout=settings.timeout,
+                               headers={"Accept": "application/json"})
+        if response.status_code != 404:
+            response.raise_for_status()
+        return response
+
+    return call_with_retries(settings, get, on_retry)
+
+
+def probe(session: requests.Session, url: str, settings: SourceSettings,
+          method: str = "HEAD") -> Reachability:
+    """One cheap request, not retried: reachable unless the connection fails or the
+    server answers with a status worth retrying (429, 5xx)."""
+    try:
+        response = session.request(method, url, timeout=min(settings.timeout, 10),
+                                   allow_redirects=True)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        return Reachability(False, describe(exc))
+    status = response.status_code
+    return Reachability(status not in RETRY_STATUSES and status < 500,
+                        f"HTTP {status} from {redact_url(url)}")

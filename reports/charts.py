@@ -39,9 +39,7 @@ def releases_chart(releases: Iterable[tuple[str, str]], path: Path, title: str,
             ax.legend(loc="upper left")
         fig.autofmt_xdate()
         fig.tight_layout()
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        tmp.replace(path)
+        _save(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -67,9 +65,7 @@ def monthly_chart(series: dict[str, list[tuple[str, int]]], path: Path, title: s
             ax.legend(loc="upper left")
         fig.autofmt_xdate()
         fig.tight_layout()
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        tmp.replace(path)
+        _save(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -122,6 +118,7 @@ def loss_curves_chart(curves: dict[str, list[tuple[int, float]]], path: Path,
 
 
 def _save(fig, path: Path) -> None:
+    """Write the PNG beside its final name, then rename: readers never see half a chart."""
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, format="png", metadata={"Software": None})
     tmp.replace(path)

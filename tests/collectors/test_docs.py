@@ -128,3 +128,13 @@ def test_offline_site_is_unreachable_and_the_clone_still_counts(write_config, tm
     assert "connection failed" in error.message
     rows = store.query("SELECT origin, readme_chars, page_count FROM docs_metrics")
     assert rows == [{"origin": "clone", "readme_chars": 6, "page_count": None}]
+
+
+def test_check_probes_the_first_documentation_site(write_config):
+    config = configured(write_config)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.HEAD, DOCS, status=200)
+        probe = DocsCollector(config).check()
+    assert probe.reachable and probe.detail == f"HTTP 200 from {DOCS}"
+    assert DocsCollector(configured(write_config, docs=None)).check().detail == (
+        "no documentation site configured")
