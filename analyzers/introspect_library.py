@@ -3,7 +3,8 @@
 Usage: ``python -I introspect_library.py SPEC.json OUT.json``. Imports the configured
 library modules (never any code under analysis) and writes the public symbols of each
 category with their docs, plus an index (canonical names, literal defaults, class methods)
-for the ergonomics analyzer. Standard library only, so it runs in a bare interpreter.
+for the ergonomics analyzer, and whether each probed symbol exists (``Name(param)``: and
+takes that parameter). Standard library only, so it runs in a bare interpreter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXAMPLE_RE = re.compile(r">>>|^\s*(Examples?|Usage|Example usage)\s*:{1,2}\s*$|\
                         re.MULTILINE | re.IGNORECASE)
 LITERALS = (bool, int, float, str, type(None))
 KEEP_DUNDERS = {"__init__", "__call__", "__len__", "__getitem__", "__iter__"}
+PROBE = re.compile(r"([\w.]+)(?:\((\w+)\))?")
 
 
 def public_names(module) -> tuple[list[str], bool]:
@@ -78,6 +80,29 @@ def describe(public: str, obj, kind: str) -> dict:
         "has_example": bool(doc and EXAMPLE_RE.search(doc)),
         "doc_lines": len(inspect.cleandoc(doc).splitlines()) if doc else 0,
     }
+
+
+def probe(spec: str) -> dict:
+    """Whether ``a.b.Name`` resolves (and, for ``a.b.Name(param)``, takes ``param``)."""
+    match = PROBE.fullmatch(spec)
+    if not match:
+        return {"found": False, "defined_as": None, "error": "not a dotted name"}
+    dotted, param = match.groups()
+    try:
+        obj = resolve(dotted)
+    except Exception as exc:  # noqa: BLE001 - an absent symbol is the answer, not a failure
+        return {"found": False, "defined_as": None, "error": f"{type(exc).__name__}: {exc}"}
+    defined_as = describe(dotted, obj, kind_of(obj) or "object")["defined_as"]
+    if param:
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError) as exc:
+            return {"found": False, "defined_as": defined_as,
+                    "error": f"no signature: {exc}"}
+        if param not in params:
+            return {"found": False, "defined_as": defined_as,
+                    "error": f"{dotted} takes no parameter {param!r}"}
+    return {"found": True, "defined_as": defined_as, "error": None}
 
 
 def subclass_of(obj, bases) -> bool:
@@ -154,8 +179,10 @@ def main(spec_path: str, out_path: str) -> None:
                     continue
             symbols.append({"category": category, **describe(public, obj, kind)})
 
+    probes = {spec_: probe(spec_) for spec_ in spec.get("probes", [])}
     with open(out_path, "w", encoding="utf-8") as f:
-        json.dump({"symbols": symbols, "index": index, "errors": errors}, f, default=repr)
+        json.dump({"symbols": symbols, "index": index, "errors": errors, "probes": probes}, f,
+                  default=repr)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Each framework's public surface: layers, optimizers, schedules, losses, data, models,
-export and distributed APIs, and whether each symbol is documented with an example.
+export and distributed APIs, and whether each symbol is documented with an example; and
+which distributed training strategies it ships (the symbols configured for each, probed).
 
 Introspection, in a subprocess of its own (``introspect_library.py``), rather than static
 analysis of the installed source: what ``torch.nn`` and ``trax.layers`` export is decided at
@@ -23,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from fwsurvey.analyzers.ergonomics import LibraryIndex
-from fwsurvey.analyzers.settings import SURFACE_CATEGORIES, SurfaceCategory
+from fwsurvey.analyzers.settings import (
+    STRATEGIES,
+    SURFACE_CATEGORIES,
+    StrategySpec,
+    SurfaceCategory,
+)
 from fwsurvey.sources import Record
 
 SCRIPT = Path(__file__).with_name("introspect_library.py")
@@ -37,6 +43,8 @@ class Surface:
     symbols: list[dict[str, Any]] = field(default_factory=list)
     index: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
+    #: Probed symbol → {"found", "defined_as", "error"}.
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class SurfaceFailed(Exception):
@@ -44,13 +52,16 @@ class SurfaceFailed(Exception):
 
 
 def inventory(framework: str, spec: dict[str, SurfaceCategory], *, paths: tuple[str, ...] = (),
-              timeout: float = 600, python: str = sys.executable) -> Surface:
-    """Import the configured modules in a fresh interpreter and list their public API."""
+              probes: tuple[str, ...] = (), timeout: float = 600,
+              python: str = sys.executable) -> Surface:
+    """Import the configured modules in a fresh interpreter and list their public API;
+    ``probes`` are symbols (``Name`` or ``Name(param)``) whose existence is checked."""
     with tempfile.TemporaryDirectory(prefix="fwsurvey-surface-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps({
             "paths": list(paths),
             "categories": {cat: asdict(c) for cat, c in spec.items()},
+            "probes": list(probes),
         }), encoding="utf-8")
         try:
             proc = subprocess.run([python, "-I", str(SCRIPT), str(spec_path), str(out_path)],
@@ -61,7 +72,8 @@ def inventory(framework: str, spec: dict[str, SurfaceCategory], *, paths: tuple[
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
             raise SurfaceFailed(f"introspection exited {proc.returncode}: {tail[0]}")
         data = json.loads(out_path.read_text(encoding="utf-8"))
-    return Surface(framework, data["symbols"], data["index"], data["errors"])
+    return Surface(framework, data["symbols"], data["index"], data["errors"],
+                   data.get("probes", {}))
 
 
 def surface_records(surface: Surface, spec: dict[str, SurfaceCategory], *, fetched_at: str,
@@ -93,6 +105,24 @@ def surface_records(surface: Surface, spec: dict[str, SurfaceCategory], *, fetch
         "fetched_at": fetched_at, "framework": fw, "name": name,
         "defined_as": entry.get("defined_as"), "defaults": entry.get("defaults") or None,
         "methods": entry.get("methods")}) for name, entry in sorted(surface.index.items())]
+    return records
+
+
+def strategy_records(surface: Surface, strategies: StrategySpec, *, fetched_at: str,
+                     package_version: str | None) -> list[Record]:
+    """``distributed_strategies`` rows: per strategy, which configured symbols exist."""
+    records = []
+    for strategy in STRATEGIES:
+        symbols = strategies.symbols.get(strategy)
+        if symbols is None and strategy not in strategies.notes:
+            continue  # not configured for this framework
+        symbols = symbols or ()
+        found = [s for s in symbols if surface.probes.get(s, {}).get("found")]
+        records.append(Record("distributed_strategies", {
+            "fetched_at": fetched_at, "framework": surface.framework, "strategy": strategy,
+            "symbols": list(symbols), "found": found,
+            "missing": [s for s in symbols if s not in found], "shipped": bool(found),
+            "package_version": package_version, "note": strategies.notes.get(strategy)}))
     return records
 
 

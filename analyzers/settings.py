@@ -1,4 +1,5 @@
-"""The analyzers' settings: ``[analyzers.ergonomics]`` and ``[analyzers.library_surface.FW]``.
+"""The analyzers' settings: ``[analyzers.ergonomics]``, ``[analyzers.library_surface.FW]``
+and ``[analyzers.distributed_strategies.FW]``.
 
 Validated here, the way a collector validates its options, with errors that name the dotted
 key. Everything framework-specific (ceremony calls, where each library keeps its layers,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,13 @@ _CATEGORY_KEYS = {"modules": list, "symbols": list, "exclude": list, "bases": li
                   "exclude_bases": list,
                   "kinds": list, "defined_in": list, "exclude_defined_in": list, "note": str}
 _KINDS = {"class", "function"}
+
+#: Distributed training strategies, in report order.
+STRATEGIES = ("data_parallel", "fully_sharded", "tensor_parallel", "pipeline_parallel",
+              "multi_host_launch")
+#: A strategy symbol: a dotted name, optionally with a parameter it must take, e.g.
+#: ``trax.supervised.training.Loop(n_devices)``.
+STRATEGY_SYMBOL = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)(?:\((\w+)\))?")
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,51 @@ def surface_settings(config: SurveyConfig) -> dict[str, dict[str, SurfaceCategor
                 raise ConfigError(config.path, f"{key}.kinds",
                                   f"{sorted(bad)[0]!r} is not class or function")
             result[fw][cat] = SurfaceCategory(**values)
+    return result
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """Which public symbols implement each distributed strategy in one framework."""
+
+    symbols: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def probes(self) -> tuple[str, ...]:
+        """Every symbol to introspect, once."""
+        return tuple(dict.fromkeys(s for names in self.symbols.values() for s in names))
+
+
+def strategy_settings(config: SurveyConfig) -> dict[str, StrategySpec]:
+    """Validate ``[analyzers.distributed_strategies.FRAMEWORK]``: strategy → symbols, and
+    ``notes`` (strategy → text), e.g. what a user does where nothing is shipped."""
+    prefix = "analyzers.distributed_strategies"
+    raw = _table(config, config.analyzers.get("distributed_strategies"), prefix)
+    result = {}
+    for fw, table in raw.items():
+        _framework_key(config, fw, f"{prefix}.{fw}")
+        symbols: dict[str, tuple[str, ...]] = {}
+        notes: dict[str, str] = {}
+        for key, value in _table(config, table, f"{prefix}.{fw}").items():
+            dotted = f"{prefix}.{fw}.{key}"
+            if key == "notes":
+                for strategy, text in _table(config, value, dotted).items():
+                    if strategy not in STRATEGIES or not isinstance(text, str):
+                        raise ConfigError(config.path, f"{dotted}.{strategy}",
+                                          f"expected a strategy ({', '.join(STRATEGIES)}) "
+                                          "and a string")
+                    notes[strategy] = text
+                continue
+            if key not in STRATEGIES:
+                raise ConfigError(config.path, dotted,
+                                  f"unknown strategy; one of {', '.join(STRATEGIES)}, or notes")
+            names = _str_list(config, value, dotted)
+            bad = [n for n in names if not STRATEGY_SYMBOL.fullmatch(n)]
+            if bad:
+                raise ConfigError(config.path, dotted,
+                                  f"{bad[0]!r} is not a dotted name or Name(parameter)")
+            symbols[key] = names
+        result[fw] = StrategySpec(symbols, notes)
     return result
 
 

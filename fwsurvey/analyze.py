@@ -3,7 +3,8 @@
 Two sources, each written in one transaction with its outcome:
 
 * ``library_surface``: each framework configured under ``[analyzers.library_surface.FW]``,
-  introspected in a subprocess (fwsurvey.analyzers.library_surface);
+  introspected in a subprocess (fwsurvey.analyzers.library_surface), with the distributed
+  strategies of ``[analyzers.distributed_strategies.FW]`` probed there too;
 * ``ergonomics``: the paired implementations (``kernels/<task>/<framework>_impl.py``) or any
   files, folders and notebooks given, measured without importing them. Results are cached in
   ``ergonomics_cache`` by content hash and analyzer key, and misses are measured by a pool of
@@ -36,12 +37,15 @@ from fwsurvey.analyzers.library_surface import (
     SurfaceFailed,
     build_index,
     inventory,
+    strategy_records,
     surface_index,
     surface_records,
 )
 from fwsurvey.analyzers.settings import (
     ErgonomicsSettings,
+    StrategySpec,
     ergonomics_settings,
+    strategy_settings,
     surface_fingerprint,
     surface_settings,
 )
@@ -185,6 +189,8 @@ def analyze_library_surface(store: Store, run_id: int, config: SurveyConfig,
     started = utcnow()
     try:
         specs = surface_settings(config)
+        strategies = strategy_settings(config)
+        specs.update({fw: {} for fw in strategies if fw not in specs})
     except Exception as exc:
         outcome = SourceOutcome("analyze", SURFACE_SOURCE, "error", started, utcnow(),
                                 reason=str(exc))
@@ -201,16 +207,20 @@ def analyze_library_surface(store: Store, run_id: int, config: SurveyConfig,
     errors: list[ItemError] = []
     surfaces = []
     for fw, spec in specs.items():
+        fw_strategies = strategies.get(fw, StrategySpec())
         try:
-            surface = inventory(fw, spec)
+            surface = inventory(fw, spec, probes=fw_strategies.probes())
         except SurfaceFailed as exc:
             errors.append(ItemError(fw, "error", str(exc)))
         else:
             surfaces.append(surface)
             package = config.frameworks[fw].pypi[0] if config.frameworks[fw].pypi else fw
+            version = installed_version(package)
             records += surface_records(surface, spec, fetched_at=utcnow(),
-                                       package_version=installed_version(package),
+                                       package_version=version,
                                        spec_sha256=surface_fingerprint(spec))
+            records += strategy_records(surface, fw_strategies, fetched_at=utcnow(),
+                                        package_version=version)
             errors += [ItemError(f"{fw}:{e['item']}", e["kind"], e["message"])
                        for e in surface.errors]
         if progress:

@@ -11,6 +11,7 @@ Exit codes, for schedulers:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -186,6 +187,62 @@ def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: in
 
 
 @cli.command()
+@click.option("--check", is_flag=True,
+              help="Only validate the registry (and its SQL against the schema); no database.")
+@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Claims registry [default: survey.claims, else claims.toml].")
+@_common
+def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | None) -> None:
+    """Judge every claim of the registry against the database, and re-render the report.
+
+    Each verdict (supported, contradicted, mixed, insufficient evidence) is stored with the
+    evidence rows behind it (tables claims and claim_evidence).
+    """
+    from fwsurvey.claims import check_sql, default_registry_path, load_registry
+
+    path = registry or default_registry_path(config)
+    try:
+        loaded = load_registry(path)
+    except ConfigError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    problems = check_sql(loaded)
+    if problems:
+        raise Failure(f"{path}:\n  " + "\n  ".join(problems), EXIT_USAGE)
+    if check:
+        err.print(f"{path}: {len(loaded.claims)} claims, {len(loaded.metrics)} metrics: ok")
+        return
+    if not db_path.exists():
+        raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
+    if registry is not None:
+        config = dataclasses.replace(config, claims=registry.absolute())
+    result = _run(config, db_path, ("claims", "report"), None, "claims")
+    _print_verdicts(db_path, result.run_id)
+    err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
+    if result.report:
+        click.echo(str(result.report))
+    sys.exit(STATUS_EXIT[result.status])
+
+
+def _print_verdicts(db_path: Path, run_id: int) -> None:
+    from fwsurvey.store import Store
+
+    store = Store(db_path)
+    try:
+        rows = store.query("SELECT claim_id, verdict, key_numbers FROM claims WHERE run_id = ?"
+                           " ORDER BY section, claim_id", [run_id])
+    finally:
+        store.close()
+    colours = {"supported": "green", "contradicted": "red", "mixed": "yellow"}
+    table = Table(title="Verdicts", title_justify="left")
+    for col in ("claim", "verdict", "key numbers"):
+        table.add_column(col)
+    for r in rows:
+        c = colours.get(r["verdict"], "dim")
+        table.add_row(r["claim_id"], f"[{c}]{r['verdict']}[/]", r["key_numbers"] or "")
+    err.print(table)
+
+
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @_common
 def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> None:
@@ -212,35 +269,58 @@ def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> Non
 @click.option("--experiment", "experiments", multiple=True,
               type=click.Choice(["train", "dynamic"]),
               help="train: the paired trainings; dynamic: the varying-shape LM runs. "
-                   "Default: both.")
+                   "Default: both, or none when --scaling is given.")
+@click.option("--scaling", "scaling", default=None, metavar="N,N,...",
+              callback=lambda ctx, param, value: _device_counts(value),
+              help="Data-parallel runs on each of these device counts (e.g. 1,2,4), with each "
+                   "framework's own engine; 1, the baseline, is always included. On a CPU "
+                   "the devices are simulated: correctness, not speed.")
 @_common
 def train(config: SurveyConfig, db_path: Path, profile: str, tasks: tuple[str, ...],
           frameworks: tuple[str, ...], device: str | None,
-          experiments: tuple[str, ...]) -> None:
+          experiments: tuple[str, ...], scaling: tuple[int, ...]) -> None:
     """Run the paired reference trainings side by side and store what they measured."""
     from fwsurvey.kernels.stage import TrainOptions, plan
 
+    default_experiments = () if scaling else ("train", "dynamic")
     options = TrainOptions(profile, tasks, frameworks, device,
-                           experiments or ("train", "dynamic"))
+                           experiments or default_experiments, scaling=scaling)
     try:
         jobs = plan(config, options)
     except ValueError as exc:
         raise Failure(str(exc), EXIT_USAGE) from None
     err.print(f"{len(jobs)} jobs ({profile} profile, device {jobs[0].device if jobs else '-'})")
+    if scaling and jobs and jobs[0].device == "cpu":
+        err.print(f"scaling on N = {', '.join(map(str, scaling))} devices, simulated on one "
+                  "CPU: this checks correctness and machinery, not speed")
     command = shlex.join(["train", f"--profile={profile}", *[f"--task={t}" for t in tasks],
                           *[f"--framework={f}" for f in frameworks],
                           *([f"--device={device}"] if device else []),
-                          *[f"--experiment={e}" for e in experiments]])
+                          *[f"--experiment={e}" for e in experiments],
+                          *([f"--scaling={','.join(map(str, scaling))}"] if scaling else [])])
     result = _run(config, db_path, ("train",), None, command, train_options=options)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
+
+
+def _device_counts(value: str | None) -> tuple[int, ...]:
+    """``--scaling 1,2,4`` as validated device counts."""
+    from fwsurvey.kernels.stage import scaling_counts
+
+    if value is None:
+        return ()
+    try:
+        return scaling_counts([int(part) for part in value.split(",")])
+    except ValueError:
+        raise click.BadParameter(f"expected positive integers separated by commas, e.g. 1,2,4;"
+                                 f" got {value!r}", param_hint="'--scaling'") from None
 
 
 @cli.command()
 @_common
 def run(config: SurveyConfig, db_path: Path) -> None:
     """Run every stage: collect all sources, analyze code and libraries, train the paired
-    kernels (quick profile), write the report."""
+    kernels (quick profile), judge the claims, write the report."""
     from fwsurvey.kernels.stage import options_from_config, plan
 
     options = options_from_config(config)  # a bad [kernels] table fails before the run
@@ -249,8 +329,8 @@ def run(config: SurveyConfig, db_path: Path) -> None:
             plan(config, options)
         except ValueError as exc:
             raise Failure(f"{config.path.name}: kernels: {exc}", EXIT_USAGE) from None
-    result = _run(config, db_path, ("collect", "analyze", "train", "report"), None, "run",
-                  train_options=options)
+    result = _run(config, db_path, ("collect", "analyze", "train", "claims", "report"), None,
+                  "run", train_options=options)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     if result.report:
         err.print(f"Report: {result.report}")
@@ -266,19 +346,55 @@ def run(config: SurveyConfig, db_path: Path) -> None:
 @_common
 def serve(config: SurveyConfig, db_path: Path, host: str, port: int) -> None:
     """Browse the database in Datasette (read-only), with datasette.yml's metadata."""
-    from fwsurvey.publish import datasette_command, load_datasette_yml, write_metadata
+    from fwsurvey.publish import (
+        canned_queries_for,
+        datasette_command,
+        load_datasette_yml,
+        write_metadata,
+    )
     from fwsurvey.store import Store
 
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
     ds_config = load_datasette_yml(config.datasette)
     Store(db_path).close()  # migrate if needed and fold the WAL in: -i ignores the WAL
-    command = datasette_command(db_path, write_metadata(ds_config, db_path), ds_config,
-                                host, port)
+    metadata = write_metadata(ds_config, db_path, canned_queries_for(config, db_path))
+    command = datasette_command(db_path, metadata, ds_config, host, port)
     err.print(f"Serving {db_path} at http://{host}:{port}/ (Ctrl-C to stop)")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)
+
+
+@cli.command("publish")
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace TARGET if it exists and is not empty.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder to include [default: survey.report_dir; left out if "
+                   "absent].")
+@_common
+def publish_command(config: SurveyConfig, db_path: Path, target: Path, force: bool,
+                    report_dir: Path | None) -> None:
+    """Write TARGET, a folder that hosts the survey read-only: a consistent copy of the
+    database, Datasette metadata and settings, the report, pinned requirements, serve.sh
+    and a Dockerfile."""
+    from fwsurvey.lock import RunLock
+    from fwsurvey.publish import PublishError, load_datasette_yml, publish_folder
+
+    if not db_path.exists():
+        raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
+    ds_config = load_datasette_yml(config.datasette)
+    try:
+        with RunLock(db_path):  # publish a finished run, never one half-written
+            path = publish_folder(db_path, target, ds_config, config,
+                                  report_dir=report_dir or config.report_dir, force=force)
+    except LockHeld as exc:
+        raise Failure(f"{exc}; publish when it has finished", EXIT_LOCKED) from None
+    except PublishError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    err.print(f"Published {db_path} → {path}")
+    err.print(f"Serve it: cd {shlex.quote(str(path))} && sh serve.sh")
+    click.echo(str(path))
 
 
 @cli.command()

@@ -77,6 +77,9 @@ class SurveyConfig:
     analyzers: dict[str, Any] = field(default_factory=dict)
     #: The ``[kernels]`` table, validated by the train stage (fwsurvey.kernels.stage).
     kernels: dict[str, Any] = field(default_factory=dict)
+    #: ``survey.claims``: the claims registry; None: claims.toml beside the config, else the
+    #: repository's (fwsurvey.claims.default_registry_path).
+    claims: Path | None = None
 
     def source(self, name: str) -> SourceSettings:
         """Settings for source ``name``; defaults when the file does not mention it."""
@@ -220,6 +223,7 @@ def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyCon
         sha256=sha256,
         analyzers=analyzers_raw,
         kernels=kernels_raw,
+        claims=(_resolve(base, claims) if (claims := survey.get("claims", str, None)) else None),
     )
     survey.reject_unknown()
     return config

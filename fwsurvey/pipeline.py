@@ -21,7 +21,7 @@ from fwsurvey.store import ItemError, SourceOutcome, Store, utcnow
 
 log = logging.getLogger(__name__)
 
-STAGES = ("collect", "analyze", "train", "report")
+STAGES = ("collect", "analyze", "train", "claims", "report")
 
 
 class Progress(Protocol):
@@ -190,6 +190,10 @@ def run_survey(
 
                     options = train_options or options_from_config(config)
                     result.outcomes.extend(run_train(store, run_id, config, options, progress))
+                if "claims" in stages:
+                    from fwsurvey.claims import run_claims
+
+                    result.outcomes.append(run_claims(store, run_id, config)[0])
                 if "report" in stages:
                     result.outcomes.append(
                         _render(store, run_id, config, report_dir or config.report_dir, result))

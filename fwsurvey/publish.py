@@ -4,22 +4,45 @@
 and column, canned queries) plus two keys of fwsurvey's own, which Datasette 0.65 takes on
 its command line rather than in metadata: ``settings`` (passed as ``--setting``) and
 ``immutable`` (open the database with ``-i``: read-only, no writes possible).
+
+``fwsurvey serve`` runs Datasette on the store itself; ``fwsurvey publish DIR``
+(:func:`publish_folder`) writes a folder a host can serve read-only: a consistent copy of the
+database, the metadata, the report, pinned requirements and the exact ``datasette serve``
+command. Both take their canned queries from ``datasette.yml`` plus
+:func:`canned_queries_for`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shlex
+import shutil
+import sqlite3
 import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from fwsurvey.config import ConfigError
+from fwsurvey import __version__
+from fwsurvey.config import ConfigError, SurveyConfig
 
 #: The database name ``datasette.yml`` describes; remapped to the served file's name.
 DATABASE_KEY = "fwsurvey"
 _OWN_KEYS = ("settings", "immutable")
+#: What a host installs to serve a publication: Datasette and the plugins it uses.
+SERVED_PACKAGES = ("datasette", "datasette-vega")
+
+
+class PublishError(ValueError):
+    """A publication that cannot be made as asked (no database, target not empty, ...)."""
 
 
 def load_datasette_yml(path: Path) -> dict[str, Any]:
@@ -35,11 +58,63 @@ def load_datasette_yml(path: Path) -> dict[str, Any]:
     return data
 
 
-def metadata_for(config: dict[str, Any], db_path: Path) -> dict[str, Any]:
-    """Datasette metadata for ``db_path``: fwsurvey's own keys removed, database renamed."""
+def canned_queries_for(survey: SurveyConfig, db_path: Path) -> dict[str, dict[str, Any]]:
+    """Canned queries generated for this survey and database, added to datasette.yml's own.
+
+    The one place where generated queries (e.g. one per claim of the claims registry) join
+    the hand-written ones: ``fwsurvey serve`` and ``fwsurvey publish`` both call it and pass
+    the result to :func:`metadata_for`. Each value is a canned query as datasette.yml writes
+    it (``title``, ``description``, ``sql``, ...); a name may not repeat one of datasette.yml.
+
+    One query per claim of the registry (``claim_<id>``): the newest verdict's evidence rows,
+    each with the run and source of its values and the SQL that produced them.
+    """
+    from fwsurvey.claims import claim_text, default_registry_path, load_registry
+
+    try:
+        registry = load_registry(default_registry_path(survey))
+    except ConfigError as exc:  # serving the data matters more than the per-claim pages
+        import logging
+
+        logging.getLogger(__name__).warning("no per-claim queries: %s", exc)
+        return {}
+    queries = {}
+    for claim in registry.claims:
+        # Claim ids are validated as [a-z0-9][a-z0-9_.-]*: safe inside a quoted literal.
+        queries["claim_" + claim.id.replace(".", "_").replace("-", "_")] = {
+            "title": f"Claim: {claim_text(claim, survey)}",
+            "description": (f"The evidence behind the newest verdict on claim {claim.id}"
+                            + (f" ({claim.sentence})" if claim.sentence else "")
+                            + ": one row per measurement, with the run and source of each"
+                            " value and the SQL that produced it (parameters :run_id, :a, :b)."),
+            "sql": (
+                "select c.verdict, c.reason, e.metric, e.label, e.item, e.value_a, e.value_b,"
+                " e.unit, e.better, e.favours, e.counts, e.note, e.data_run_id_a,"
+                " e.data_source_a, e.data_fetched_at_a, e.data_run_id_b, e.data_source_b,"
+                " e.data_fetched_at_b, e.metric_sql, e.run_id\n"
+                "from claim_evidence e join claims c using (run_id, claim_id)\n"
+                f"where e.claim_id = '{claim.id}'\n"
+                f"  and e.run_id = (select max(run_id) from claims where claim_id = '{claim.id}')\n"
+                "order by e.metric, e.item"),
+        }
+    return queries
+
+
+def metadata_for(config: dict[str, Any], db_path: Path,
+                 extra_queries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Datasette metadata for ``db_path``: fwsurvey's own keys removed, database renamed,
+    ``extra_queries`` (see :func:`canned_queries_for`) merged into the canned queries."""
     metadata = {k: v for k, v in config.items() if k not in _OWN_KEYS}
     databases = dict(metadata["databases"])
-    databases[Path(db_path).stem] = databases.pop(DATABASE_KEY)
+    database = dict(databases.pop(DATABASE_KEY))
+    if extra_queries:
+        queries = dict(database.get("queries") or {})
+        clash = sorted(set(queries) & set(extra_queries))
+        if clash:
+            raise ConfigError("datasette.yml", f"databases.{DATABASE_KEY}.queries",
+                              "generated canned queries reuse its names: " + ", ".join(clash))
+        database["queries"] = {**queries, **extra_queries}
+    databases[Path(db_path).stem] = database
     metadata["databases"] = databases
     return metadata
 
@@ -49,14 +124,14 @@ def settings_for(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config.get("settings") or {})
 
 
-def datasette_command(db_path: Path, metadata_path: Path, config: dict[str, Any],
-                      host: str, port: int) -> list[str]:
-    """The ``datasette serve`` command line for the store."""
-    immutable = config.get("immutable", True)
-    args = [sys.executable, "-m", "datasette", "serve",
-            "-i" if immutable else "", str(db_path),
-            "--metadata", str(metadata_path), "--host", host, "--port", str(port)]
-    args = [a for a in args if a]
+def serve_arguments(db_path: Path | str, metadata_path: Path | str, config: dict[str, Any],
+                    immutable: bool | None = None) -> list[str]:
+    """``datasette serve`` and its arguments for the store: ``-i`` unless datasette.yml turns
+    ``immutable`` off, the metadata, and every setting as ``--setting NAME VALUE``."""
+    if immutable is None:
+        immutable = config.get("immutable", True)
+    args = ["serve", *(["-i"] if immutable else []), str(db_path),
+            "--metadata", str(metadata_path)]
     for name, value in settings_for(config).items():
         if isinstance(value, bool):
             value = "on" if value else "off"
@@ -64,14 +139,25 @@ def datasette_command(db_path: Path, metadata_path: Path, config: dict[str, Any]
     return args
 
 
-def write_metadata(config: dict[str, Any], db_path: Path) -> Path:
+def datasette_command(db_path: Path, metadata_path: Path, config: dict[str, Any],
+                      host: str, port: int) -> list[str]:
+    """The ``datasette serve`` command line for the store."""
+    return [sys.executable, "-m", "datasette",
+            *serve_arguments(db_path, metadata_path, config),
+            "--host", host, "--port", str(port)]
+
+
+def write_metadata(config: dict[str, Any], db_path: Path,
+                   extra_queries: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write the metadata Datasette reads beside the database; return its path."""
     path = Path(db_path).with_name(Path(db_path).stem + ".datasette-metadata.json")
-    path.write_text(json.dumps(metadata_for(config, db_path), indent=2), encoding="utf-8")
+    path.write_text(json.dumps(metadata_for(config, db_path, extra_queries), indent=2),
+                    encoding="utf-8")
     return path
 
 
-def make_app(db_path: Path, config: dict[str, Any]):
+def make_app(db_path: Path, config: dict[str, Any],
+             extra_queries: dict[str, dict[str, Any]] | None = None):
     """A Datasette instance serving ``db_path`` in-process (read-only), as ``serve`` would."""
     from datasette.app import Datasette
 
@@ -79,6 +165,238 @@ def make_app(db_path: Path, config: dict[str, Any]):
     return Datasette(
         files=[] if immutable else [str(db_path)],
         immutables=[str(db_path)] if immutable else [],
-        metadata=metadata_for(config, db_path),
+        metadata=metadata_for(config, db_path, extra_queries),
         settings=settings_for(config),
     )
+
+
+# -- a publication folder ----------------------------------------------------------------
+
+def publish_folder(db_path: Path, target: Path, config: dict[str, Any], survey: SurveyConfig,
+                   *, report_dir: Path | None = None, force: bool = False) -> Path:
+    """Write a self-contained folder that hosts the survey read-only; return its path.
+
+    It holds a consistent copy of the database (``VACUUM INTO``, never a raw copy of a WAL
+    file), ``metadata.json``, the report when ``report_dir`` exists, ``requirements.txt``
+    (Datasette and its plugins, pinned), ``serve.sh`` (the exact ``datasette serve``
+    command), a ``Dockerfile``, ``publication.json`` (provenance) and a README. The folder is
+    built beside ``target`` and renamed into place: a failure leaves no half-made folder and,
+    with ``force``, the previous publication intact.
+    """
+    db_path, target = Path(db_path).absolute(), Path(target).absolute()
+    report_dir = Path(report_dir).absolute() if report_dir is not None else None
+    if not db_path.is_file():
+        raise PublishError(f"no database at {db_path}: run `fwsurvey run` first")
+    if target.exists() and not target.is_dir():
+        raise PublishError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise PublishError(f"{target} is not empty: choose another folder, or pass --force "
+                           "to replace it")
+    for source in (db_path, report_dir):
+        if source is not None and (_within(source, target) or _within(target, source)):
+            raise PublishError(f"{target} overlaps {source}: publish into a folder of its own")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                    dir=target.parent))
+    try:
+        _fill_publication(staging, db_path, config, survey, report_dir)
+        staging.chmod(0o755)  # mkdtemp makes it private; a host serves it
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def copy_database(source: Path, dest: Path) -> None:
+    """A consistent, compact, single-file copy of the store at the current schema.
+
+    ``VACUUM INTO`` reads one snapshot (WAL content included), so a writer cannot tear it.
+    The copy is migrated (a database from an older fwsurvey gets the tables the metadata
+    describes) and left in rollback-journal mode: one file, nothing beside it.
+    """
+    from fwsurvey.store import Store
+
+    try:
+        conn = sqlite3.connect(source)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("VACUUM INTO ?", [str(dest)])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise PublishError(f"cannot copy {source}: {exc}") from None
+    Store(dest).close()
+    conn = sqlite3.connect(dest)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        conn.close()
+    if check != "ok":
+        raise PublishError(f"the copy of {source} failed SQLite's quick_check: {check}")
+
+
+def pinned_requirements(names: tuple[str, ...] = SERVED_PACKAGES) -> list[str]:
+    """``name==version`` for ``names`` and everything they need, as installed here.
+
+    Markers are evaluated for this interpreter and platform (the Dockerfile uses the same
+    Python release); pip itself is left out.
+    """
+    pins: dict[str, str] = {}
+    todo = list(names)
+    while todo:
+        key = canonicalize_name(todo.pop())
+        if key in pins or key == "pip":
+            continue
+        try:
+            dist = importlib_metadata.distribution(key)
+        except importlib_metadata.PackageNotFoundError:
+            raise PublishError(f"{key} is not installed: run scripts/setup.sh") from None
+        pins[key] = f"{dist.metadata['Name']}=={dist.version}"
+        for spec in dist.requires or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return sorted(pins.values(), key=str.lower)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, replacing an existing ``target`` (checked before)."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old)
+
+
+def _fill_publication(folder: Path, db_path: Path, config: dict[str, Any],
+                      survey: SurveyConfig, report_dir: Path | None) -> None:
+    db_copy = folder / db_path.name
+    copy_database(db_path, db_copy)
+    metadata = metadata_for(config, db_copy, canned_queries_for(survey, db_copy))
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n",
+                                          encoding="utf-8")
+    has_report = report_dir is not None and report_dir.is_dir()
+    if has_report:
+        shutil.copytree(report_dir, folder / "report")
+    requirements = pinned_requirements()
+    (folder / "requirements.txt").write_text(
+        "# Datasette and its plugins, as fwsurvey serves them (exact versions).\n"
+        + "\n".join(requirements) + "\n", encoding="utf-8")
+
+    # Always immutable: a publication is read-only whatever datasette.yml says.
+    arguments = shlex.join(serve_arguments(db_copy.name, "metadata.json", config,
+                                           immutable=True))
+    serve = folder / "serve.sh"
+    serve.write_text(
+        "#!/bin/sh\n"
+        "# Serves this publication read-only with Datasette (written by `fwsurvey publish`).\n"
+        "# First: python3 -m pip install -r requirements.txt\n"
+        "# HOST and PORT say where to listen (default 127.0.0.1:8001; 0.0.0.0 in a\n"
+        "# container); DATASETTE names the program if it is not on PATH.\n"
+        "set -e\n"
+        'cd "$(dirname "$0")"\n'
+        f'exec "${{DATASETTE:-datasette}}" {arguments} \\\n'
+        '    --host "${HOST:-127.0.0.1}" --port "${PORT:-8001}"\n', encoding="utf-8")
+    serve.chmod(0o755)
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    (folder / "Dockerfile").write_text(
+        "# The publication as a container: docker build -t fwsurvey-site . &&\n"
+        "# docker run -p 8001:8001 fwsurvey-site\n"
+        f"FROM python:{python}-slim\n"
+        "WORKDIR /srv/fwsurvey\n"
+        "COPY requirements.txt .\n"
+        "RUN python -m pip install --no-cache-dir -r requirements.txt\n"
+        "COPY . .\n"
+        "ENV HOST=0.0.0.0 PORT=8001\n"
+        "EXPOSE 8001\n"
+        'CMD ["sh", "serve.sh"]\n', encoding="utf-8")
+
+    manifest = _manifest(db_copy, requirements, has_report)
+    (folder / "publication.json").write_text(json.dumps(manifest, indent=2) + "\n",
+                                             encoding="utf-8")
+    (folder / "README.md").write_text(_readme(metadata, manifest, db_copy.name),
+                                      encoding="utf-8")
+
+
+def _manifest(db_copy: Path, requirements: list[str], has_report: bool) -> dict[str, Any]:
+    conn = sqlite3.connect(f"file:{db_copy}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        latest = conn.execute("SELECT id, status, command, started_at, finished_at FROM runs"
+                              " ORDER BY id DESC LIMIT 1").fetchone()
+        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        conn.close()
+    return {
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fwsurvey_version": __version__,
+        "database": {
+            "file": db_copy.name,
+            "bytes": db_copy.stat().st_size,
+            "sha256": _sha256(db_copy),
+            "runs": runs,
+            "latest_run": dict(latest) if latest else None,
+        },
+        "report": "report/" if has_report else None,
+        "requirements": requirements,
+    }
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _readme(metadata: dict[str, Any], manifest: dict[str, Any], db_name: str) -> str:
+    db = manifest["database"]
+    latest = db["latest_run"]
+    run = (f"run {latest['id']} ({latest['status']}, started {latest['started_at']})"
+           if latest else "no run yet")
+    database = Path(db_name).stem
+    lines = [
+        f"# {metadata.get('title', 'fwsurvey')}",
+        "",
+        f"Published by fwsurvey {manifest['fwsurvey_version']} on {manifest['published_at']}"
+        f" from {run}. Provenance: `publication.json`.",
+        "",
+        "| file | what |",
+        "| --- | --- |",
+        f"| `{db_name}` | the survey database (SQLite, served read-only) |",
+        "| `metadata.json` | Datasette metadata: descriptions, units, facets, canned queries |",
+        "| `requirements.txt` | Datasette and its plugins, pinned |",
+        "| `serve.sh` | the `datasette serve` command, with the publication settings |",
+        "| `Dockerfile` | the same as a container |",
+    ]
+    if manifest["report"]:
+        lines.append("| `report/` | the Markdown report and its charts |")
+    lines += [
+        "",
+        "Serve it:",
+        "",
+        "```sh",
+        "python3 -m pip install -r requirements.txt",
+        "HOST=0.0.0.0 PORT=8001 sh serve.sh",
+        "```",
+        "",
+        f"The claims and their verdicts: `/{database}/claims`. Charts (datasette-vega): every",
+        "table and query page has \"Show charting options\"; a chart's settings live in the",
+        "URL's fragment, e.g.",
+        f"`/{database}/releases_per_year#g.mark=bar&g.x_column=year&g.x_type=ordinal"
+        "&g.y_column=releases&g.y_type=quantitative&g.color_column=framework`.",
+        "",
+    ]
+    return "\n".join(lines)

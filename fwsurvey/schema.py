@@ -535,6 +535,136 @@ def m006_kernels(db: Database) -> None:
     """)
 
 
+@migrations()
+def m007_claims(db: Database) -> None:
+    db.executescript(f"""
+    CREATE TABLE survey_frameworks (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        engine_for TEXT,
+        pypi TEXT,
+        github TEXT,
+        PRIMARY KEY (run_id, framework)
+    );
+    CREATE TABLE claims (
+        {PROVENANCE},
+        claim_id TEXT NOT NULL,
+        section TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sentence TEXT,
+        framework_a TEXT NOT NULL,
+        framework_b TEXT NOT NULL,
+        favours TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        key_numbers TEXT,
+        evidence_for INTEGER NOT NULL,
+        evidence_against INTEGER NOT NULL,
+        evidence_even INTEGER NOT NULL,
+        evidence_unusable INTEGER NOT NULL,
+        settleable INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        registry_sha256 TEXT NOT NULL,
+        PRIMARY KEY (run_id, claim_id)
+    );
+    CREATE VIEW claims_latest AS
+        SELECT c.* FROM claims c
+        JOIN (SELECT claim_id, MAX(run_id) AS run_id FROM claims GROUP BY claim_id) latest
+        USING (claim_id, run_id);
+    CREATE TABLE claim_evidence (
+        {PROVENANCE},
+        claim_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        item TEXT NOT NULL,
+        label TEXT NOT NULL,
+        unit TEXT,
+        better TEXT NOT NULL,
+        value_a REAL,
+        value_b REAL,
+        relative_difference REAL,
+        favours TEXT NOT NULL,
+        counts TEXT NOT NULL,
+        note TEXT,
+        data_run_id_a INTEGER,
+        data_run_id_b INTEGER,
+        data_source_a TEXT,
+        data_source_b TEXT,
+        data_fetched_at_a TEXT,
+        data_fetched_at_b TEXT,
+        metric_sql TEXT NOT NULL,
+        PRIMARY KEY (run_id, claim_id, metric, item)
+    );
+    CREATE INDEX claim_evidence_claim ON claim_evidence(claim_id, run_id);
+    """)
+
+
+@migrations()
+def m008_kernel_scaling(db: Database) -> None:
+    db.executescript(f"""
+    CREATE TABLE kernel_scaling (
+        {PROVENANCE},
+        job TEXT NOT NULL,
+        task TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        env TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        n_devices INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        device_name TEXT,
+        simulated INTEGER NOT NULL,
+        note TEXT,
+        profile TEXT NOT NULL,
+        precision TEXT NOT NULL,
+        status TEXT NOT NULL,
+        phase_reached TEXT,
+        error TEXT,
+        versions TEXT,
+        jax_version TEXT,
+        global_batch INTEGER NOT NULL,
+        per_device_batch INTEGER NOT NULL,
+        seq_len INTEGER,
+        steps INTEGER,
+        timed_steps INTEGER,
+        step_median_ms REAL,
+        step_iqr_ms REAL,
+        throughput REAL,
+        throughput_unit TEXT,
+        efficiency REAL,
+        comm_share REAL,
+        comm_note TEXT,
+        first_loss REAL,
+        final_loss REAL,
+        loss_max_abs_diff REAL,
+        loss_tolerance REAL,
+        loss_matches_1 INTEGER,
+        mfu REAL,
+        peak_mem_mb REAL,
+        mem_kind TEXT,
+        wall_s REAL,
+        PRIMARY KEY (run_id, job)
+    );
+    CREATE VIEW kernel_scaling_latest AS
+        SELECT k.* FROM kernel_scaling k
+        JOIN (SELECT job, MAX(run_id) AS run_id FROM kernel_scaling GROUP BY job) latest
+        USING (job, run_id);
+    CREATE TABLE distributed_strategies (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        symbols TEXT NOT NULL,
+        found TEXT NOT NULL,
+        missing TEXT NOT NULL,
+        shipped INTEGER NOT NULL,
+        package_version TEXT,
+        note TEXT,
+        PRIMARY KEY (run_id, framework, strategy)
+    );
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How the store writes one table.
@@ -576,5 +706,10 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("library_symbols", "history", ("run_id", "framework", "category", "symbol")),
         TableSpec("library_summary", "history", ("run_id", "framework", "category")),
         TableSpec("library_index", "history", ("run_id", "framework", "name")),
+        TableSpec("survey_frameworks", "history", ("run_id", "framework")),
+        TableSpec("claims", "history", ("run_id", "claim_id")),
+        TableSpec("claim_evidence", "history", ("run_id", "claim_id", "metric", "item")),
+        TableSpec("kernel_scaling", "history", ("run_id", "job")),
+        TableSpec("distributed_strategies", "history", ("run_id", "framework", "strategy")),
     ]
 }

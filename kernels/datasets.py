@@ -29,3 +29,19 @@ def split(ids: np.ndarray, eval_fraction: float) -> tuple[np.ndarray, np.ndarray
     """Train on the head of the corpus, evaluate on its tail."""
     cut = int(len(ids) * (1 - eval_fraction))
     return ids[:cut], ids[cut:]
+
+
+def text_lines(min_len: int, max_len: int) -> list[np.ndarray]:
+    """The lines of :func:`text_corpus`, as token ids, those of ``min_len``..``max_len`` bytes.
+
+    Lines keep the corpus order, so :func:`split` keeps the held-out lines from its tail.
+    """
+    from pydoc_data.topics import topics
+
+    lines = []
+    for key in sorted(topics):
+        for line in topics[key].splitlines():
+            data = line.strip().encode("utf-8")
+            if min_len <= len(data) <= max_len:
+                lines.append(np.frombuffer(data, dtype=np.uint8).astype(np.int32) + 1)
+    return lines

@@ -11,6 +11,10 @@ only what a user would write; everything that measures lives here.
 
 Timing: every step is synchronised by reading its loss back to the host (``float``), the
 same for every framework, so a step's time includes the device work it queued.
+
+A job with ``n_devices`` trains data parallel on that many devices with the framework's own
+engine (:mod:`fwsurvey.kernels.parallel`); under ``torchrun`` every rank runs this module and
+only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -27,11 +31,18 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from fwsurvey.kernels.flops import device_peak_flops, transformer_flops_per_step
+
+#: Whether this process reports to the parent (False on the other ranks of a torchrun job).
+REPORTING = True
 
 
 def emit(event: str, **payload: Any) -> None:
     """One protocol line to the parent."""
+    if not REPORTING:
+        return
     sys.stdout.write(json.dumps({"event": event, **payload}, default=str) + "\n")
     sys.stdout.flush()
 
@@ -141,7 +152,8 @@ class Stepper:
     def __call__(self) -> float:
         if self.framework == "trax":
             self.trainer.run(1)
-            return float(self._last_loss)
+            # On N devices Loop returns one loss per device, each over its equal slice.
+            return float(np.mean(np.asarray(self._last_loss)))
         return float(self.trainer())
 
 
@@ -189,17 +201,28 @@ def check_resume(module: Any, framework: str, data: Any, spec: dict[str, Any]
                                 f":{where.lineno})"}
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    """Execute the job, emitting phases; return the result record."""
+def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Execute the job, emitting phases; return the result record.
+
+    ``result`` is filled as the job goes, so a caller still has the versions and device of
+    a job that raised.
+    """
     framework, spec = job["framework"], dict(job["spec"])
     spec["device"] = job["device"]
     spec["precision"] = job.get("precision", "fp32")
-    result: dict[str, Any] = {"status": "ok", "versions": {}}
+    result = result if result is not None else {}
+    result.update({"status": "ok", "versions": {}})
     counter = CompileCounter(framework)
 
     emit("phase", phase="import")
     t0 = time.perf_counter()
     module = importlib.import_module(job["module"])
+    parallel = None
+    if job.get("n_devices"):
+        from fwsurvey.kernels.parallel import data_parallel
+
+        parallel = data_parallel(framework, job["n_devices"], job["device"])
+        parallel.setup(spec)
     result["import_s"] = time.perf_counter() - t0
     result["versions"] = versions(framework)
     counter.install()
@@ -207,15 +230,21 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     emit("phase", phase="data")
     t0 = time.perf_counter()
     data = module.load_data(spec)
+    if parallel:
+        data = parallel.shard_data(data)
     result["data_s"] = time.perf_counter() - t0
 
     emit("phase", phase="build")
     t0 = time.perf_counter()
+    result["device_name"] = device_name(framework, spec["device"])
     model = module.build_model(spec)
+    if parallel:
+        model = parallel.wrap_model(model)
     trainer = module.make_trainer(model, data, spec)
+    if parallel:
+        parallel.check_trainer(trainer)
     result["build_s"] = time.perf_counter() - t0
     result["n_params"] = count_params(framework, model, trainer)
-    result["device_name"] = device_name(framework, job["device"])
     step = Stepper(framework, trainer)
 
     losses: list[float] = []
@@ -232,12 +261,19 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     emit("phase", phase="steady", steps=timed)
     compiles0, compile_s0 = counter.snapshot()
     torch_compile_s0 = _torch_compile_seconds() if framework == "pytorch" else 0.0
+    comm0 = parallel.comm_seconds() if parallel else None
     times = []
     for _ in range(timed):
         t0 = time.perf_counter()
         losses.append(step())
         times.append(time.perf_counter() - t0)
     compiles1, compile_s1 = counter.snapshot()
+    if parallel:
+        comm1 = parallel.comm_seconds()
+        result["n_devices"] = parallel.n_devices
+        result["comm_share"] = ((comm1 - comm0) / sum(times)
+                                if comm0 is not None and comm1 is not None and times else None)
+        losses = parallel.global_losses(losses)
     result["compiles_timed"] = compiles1 - compiles0
     if framework == "pytorch":
         result["compile_s_timed"] = _torch_compile_seconds() - torch_compile_s0
@@ -247,10 +283,12 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         result["compile_s_total"] = compile_s1
     result["compiles_total"] = compiles1
 
-    emit("phase", phase="eval")
-    t0 = time.perf_counter()
-    metrics = module.evaluate(model, trainer, data, spec)
-    result["eval_s"] = time.perf_counter() - t0
+    metrics: dict[str, float] = {}
+    if not parallel:  # a scaling run measures steps and loss parity, not quality
+        emit("phase", phase="eval")
+        t0 = time.perf_counter()
+        metrics = module.evaluate(model, trainer, data, spec)
+        result["eval_s"] = time.perf_counter() - t0
 
     if "checkpoint_every" in spec:
         emit("phase", phase="resume")
@@ -275,24 +313,32 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         flops = transformer_flops_per_step(spec)
         result["flops_per_step"] = flops
         peak = device_peak_flops(result["device_name"], job.get("precision", "fp32"))
-        result["mfu"] = flops / median / peak if (peak and median) else None
+        n_devices = parallel.n_devices if parallel else 1
+        result["mfu"] = flops / median / (peak * n_devices) if (peak and median) else None
+    if parallel:
+        parallel.close()
     return result
 
 
 def main() -> None:
+    global REPORTING
     job = json.loads(sys.argv[1])
     if job["device"] == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if job.get("n_devices") and job["framework"] == "pytorch":
+        REPORTING = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 reports
+    partial: dict[str, Any] = {}
     try:
-        result = run(job)
-    except MemoryError:
-        emit("result", status="oom", error="MemoryError")
-        return
-    except Exception as exc:
+        result = run(job, partial)
+    except Exception as exc:  # MemoryError included
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        oom = "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text
+        oom = (isinstance(exc, MemoryError) or "out of memory" in text.lower()
+               or "RESOURCE_EXHAUSTED" in text)
         emit("result", status="oom" if oom else "crashed", error=text[-2000:],
-             traceback=traceback.format_exc()[-4000:])
+             traceback=traceback.format_exc()[-4000:], versions=partial.get("versions"),
+             device_name=partial.get("device_name"))
+        if job.get("n_devices"):
+            sys.exit(1)  # torchrun then stops the other ranks instead of leaving them waiting
         return
     emit("result", **result)
 

@@ -29,7 +29,14 @@ PHASE_TIMEOUTS = {
 
 @dataclass
 class Job:
-    """One (task, framework, mode) to run, with its experiment variant and spec."""
+    """One (task, framework, mode) to run, with its experiment variant and spec.
+
+    A scaling job also names its device count (``n_devices``), the Python environment it
+    runs in (``environment``, with its interpreter ``python``: e.g. an older JAX), a
+    launcher placed before the harness module (``torch.distributed.run``) and extra
+    environment variables (``env``). A job that cannot run here says why in
+    ``unsupported`` and is stored without running.
+    """
 
     task: str
     framework: str
@@ -41,6 +48,12 @@ class Job:
     experiment: str = "train"
     variant: str = "default"
     timeouts: dict[str, float] = field(default_factory=lambda: dict(PHASE_TIMEOUTS["quick"]))
+    n_devices: int | None = None
+    environment: str = "main"
+    python: str | None = None
+    launcher: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    unsupported: str | None = None
 
     @property
     def key(self) -> str:
@@ -49,7 +62,12 @@ class Job:
     def payload(self) -> str:
         return json.dumps({"task": self.task, "framework": self.framework, "mode": self.mode,
                            "module": self.module, "spec": self.spec, "device": self.device,
-                           "precision": self.precision})
+                           "precision": self.precision, "n_devices": self.n_devices})
+
+    def command(self) -> list[str]:
+        """The interpreter, the launcher if any, and the harness with this job."""
+        return [self.python or sys.executable, *self.launcher, "-m", "fwsurvey.kernels.harness",
+                self.payload()]
 
 
 def _reader(stream, lines: queue.Queue) -> None:
@@ -60,12 +78,16 @@ def _reader(stream, lines: queue.Queue) -> None:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Run one job in a subprocess; always returns a result with ``status`` and ``phase``."""
+    if job.unsupported:
+        return {"status": "unsupported", "phase": "start", "error": job.unsupported,
+                "wall_s": 0.0}
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if job.device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(job.env)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fwsurvey-kernel-") as workdir:
         return _run_in(job, env, started, workdir)
@@ -78,7 +100,7 @@ def _run_in(job: Job, env: dict[str, str], started: float, workdir: str) -> dict
     env = {**env, "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, "inductor"),
            "TRITON_CACHE_DIR": os.path.join(workdir, "triton")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fwsurvey.kernels.harness", job.payload()],
+        job.command(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True)
     lines: queue.Queue = queue.Queue()

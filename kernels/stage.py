@@ -1,19 +1,23 @@
 """The ``train`` stage: runs the kernel matrix and stores every job's measurements.
 
-Each task is written in one transaction (source ``kernels/<task>``) once all its jobs have
-run, so a killed run leaves whole tasks or none. A job that crashed, ran out of memory or
-timed out is stored with its status and the phase it reached; the matrix goes on.
+Each task is written in one transaction (source ``kernels/<task>``, and
+``kernels/scaling/<task>`` for its data-parallel runs) once all its jobs have run, so a
+killed run leaves whole tasks or none. A job that crashed, ran out of memory or timed out
+is stored with its status and the phase it reached; the matrix goes on.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fwsurvey.config import ConfigError, SurveyConfig
-from fwsurvey.kernels.matrix import DYNAMIC_TASK, dynamic_jobs, train_jobs
+from fwsurvey.kernels.matrix import DYNAMIC_TASK, dynamic_jobs, scaling_jobs, train_jobs
+from fwsurvey.kernels.parallel import ADAPTERS, ENGINES, backend_for
 from fwsurvey.kernels.runner import Job, run_job
 from fwsurvey.kernels.tasks import PROFILES, discover
 from fwsurvey.sources import Record
@@ -21,6 +25,13 @@ from fwsurvey.store import ItemError, SourceOutcome, Store, utcnow
 
 #: Training losses averaged for ``final_loss`` (single steps are noisy).
 FINAL_LOSS_WINDOW = 10
+
+#: Where scaling runs on a CPU stand in for N devices, every row says so.
+SIMULATED_NOTE = ("N devices simulated on one CPU: this checks correctness and machinery, "
+                  "not speed")
+
+#: The older JAX's interpreter, relative to the configuration's folder (scripts/setup.sh).
+DEFAULT_JAX_LEGACY_PYTHON = ".venv-jax-legacy/bin/python"
 
 
 @dataclass(frozen=True)
@@ -33,13 +44,25 @@ class TrainOptions:
     device: str | None = None
     experiments: tuple[str, ...] = ("train", "dynamic")
     enabled: bool = True
+    #: Device counts of the data-parallel scaling runs; empty: no scaling runs.
+    scaling: tuple[int, ...] = ()
+
+
+def scaling_counts(values: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
+    """Validated device counts, sorted, with 1 added: the baseline every N is compared with."""
+    counts = set()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"device counts must be positive integers, got {value!r}")
+        counts.add(value)
+    return tuple(sorted(counts | {1})) if counts else ()
 
 
 def options_from_config(config: SurveyConfig) -> TrainOptions:
     """What ``fwsurvey run`` trains: the ``[kernels]`` table of the configuration."""
     table = dict(config.kernels)
     allowed = {"enabled": bool, "profile": str, "tasks": list, "frameworks": list,
-               "device": str, "experiments": list}
+               "device": str, "experiments": list, "scaling": list, "jax_legacy_python": str}
     for key, value in table.items():
         if key not in allowed:
             raise ConfigError(config.path, f"kernels.{key}", "unknown key (misspelt?)")
@@ -49,6 +72,10 @@ def options_from_config(config: SurveyConfig) -> TrainOptions:
     if table.get("profile", "quick") not in PROFILES:
         raise ConfigError(config.path, "kernels.profile",
                           f"expected one of {', '.join(PROFILES)}, got {table['profile']!r}")
+    try:
+        counts = scaling_counts(table.get("scaling", []))
+    except ValueError as exc:
+        raise ConfigError(config.path, "kernels.scaling", str(exc)) from None
     return TrainOptions(
         profile=table.get("profile", "quick"),
         tasks=tuple(table.get("tasks", ())),
@@ -56,7 +83,26 @@ def options_from_config(config: SurveyConfig) -> TrainOptions:
         device=table.get("device") or None,
         experiments=tuple(table.get("experiments", ("train", "dynamic"))),
         enabled=table.get("enabled", True),
+        scaling=counts,
     )
+
+
+def jax_legacy_python(config: SurveyConfig) -> Path:
+    """The interpreter of the older JAX environment (``[kernels] jax_legacy_python``)."""
+    path = Path(config.kernels.get("jax_legacy_python", DEFAULT_JAX_LEGACY_PYTHON)).expanduser()
+    return path if path.is_absolute() else config.path.parent / path
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids scaling jobs may use: CUDA_VISIBLE_DEVICES, else every GPU PyTorch sees."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []
 
 
 def default_device() -> str:
@@ -89,7 +135,23 @@ def plan(config: SurveyConfig, options: TrainOptions) -> list[Job]:
         jobs += train_jobs(chosen, frameworks, options.profile, device)
     if "dynamic" in options.experiments and DYNAMIC_TASK in {t.name for t in chosen}:
         jobs += dynamic_jobs(tasks[DYNAMIC_TASK], frameworks, options.profile, device)
+    if options.scaling:
+        unscaled = [t.name for t in chosen if "scaling" not in t.spec]
+        if options.tasks and unscaled:
+            scalable = ", ".join(t for t in tasks if "scaling" in tasks[t].spec)
+            raise ValueError(f"task {unscaled[0]!r} has no 'scaling' table in its spec.toml; "
+                             f"tasks that scale: {scalable}")
+        jobs += scaling_jobs(chosen, frameworks, options.profile, device,
+                             scaling_counts(options.scaling), jax_legacy_python(config),
+                             visible_gpus() if device != "cpu" else None)
     return jobs
+
+
+def source_of(job: Job) -> str:
+    """The source a job's rows are written under, one transaction each."""
+    if job.experiment == "scaling":
+        return f"kernels/scaling/{job.task}"
+    return f"kernels/{job.task}"
 
 
 def _target_reached(spec: dict[str, Any], metrics: dict[str, float]) -> bool | None:
@@ -126,7 +188,7 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "throughput_unit": result.get("throughput_unit"),
         "peak_mem_mb": result.get("peak_mem_mb"), "mem_kind": result.get("mem_kind"),
         "first_loss": losses[0] if losses else None,
-        "final_loss": statistics.fmean(losses[-FINAL_LOSS_WINDOW:]) if losses else None,
+        "final_loss": _final_loss(losses),
         "eval_metric": metric, "eval_value": metrics.get(metric),
         "target": spec.get("target"), "target_mode": spec.get("target_mode", "min"),
         # The dynamic experiment measures compilation, not quality: no target there.
@@ -141,10 +203,76 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "resume_error": result.get("resume_error"),
         "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
     }
-    records = [Record("kernel_runs", row)]
-    records += [Record("kernel_curves", {"job": job.key, "step": i + 1, "loss": loss,
-                                         "fetched_at": fetched_at})
-                for i, loss in enumerate(losses)]
+    return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at)]
+
+
+def curve_records(job: Job, losses: list[float], fetched_at: str) -> list[Record]:
+    """A job's loss at every step (``kernel_curves``)."""
+    return [Record("kernel_curves", {"job": job.key, "step": i + 1, "loss": loss,
+                                     "fetched_at": fetched_at})
+            for i, loss in enumerate(losses)]
+
+
+def _final_loss(losses: list[float]) -> float | None:
+    return statistics.fmean(losses[-FINAL_LOSS_WINDOW:]) if losses else None
+
+
+def scaling_records(runs: list[tuple[Job, dict[str, Any], str]]) -> list[Record]:
+    """``kernel_scaling`` rows (and loss curves) of one task's data-parallel runs.
+
+    Each N is compared with the 1-device run of the same framework and environment:
+    scaling efficiency ``throughput_N / (N × throughput_1)``, and loss parity, the largest
+    per-step difference between the two loss curves (same global batches, same seed)
+    against the task's ``loss_tolerance``.
+    """
+    baselines = {(job.framework, job.environment): result for job, result, _ in runs
+                 if job.n_devices == 1 and result["status"] == "ok"}
+    records: list[Record] = []
+    for job, result, fetched_at in runs:
+        spec, n, env = job.spec, job.n_devices or 1, job.environment
+        losses = result.get("losses") or []
+        base = baselines.get((job.framework, env))
+        ok = result["status"] == "ok"
+        versions = result.get("versions") or {}
+        tolerance = spec.get("loss_tolerance_bf16" if job.precision == "bf16"
+                             else "loss_tolerance")
+        efficiency = diff = matches = None
+        if ok and base and result.get("throughput") and base.get("throughput"):
+            efficiency = result["throughput"] / (n * base["throughput"])
+        if ok and base and n > 1:
+            reference = base.get("losses") or []
+            if len(reference) == len(losses) and losses:
+                diff = max(abs(a - b) for a, b in zip(losses, reference, strict=True))
+                matches = tolerance is not None and diff <= tolerance
+            else:
+                matches = False
+        simulated = job.device == "cpu"
+        row = {
+            "job": job.key, "task": job.task, "framework": job.framework, "env": env,
+            "engine": ENGINES[job.framework], "backend": backend_for(job.framework, job.device),
+            "n_devices": n, "device": job.device, "device_name": result.get("device_name"),
+            "simulated": simulated, "note": SIMULATED_NOTE if simulated else None,
+            "profile": spec.get("profile"), "precision": job.precision,
+            "status": result["status"], "phase_reached": result.get("phase"),
+            "error": result.get("error"), "versions": versions,
+            "jax_version": versions.get("jax"),
+            "global_batch": spec["batch"], "per_device_batch": spec["batch"] // n,
+            "seq_len": spec.get("seq_len"), "steps": spec.get("steps"),
+            "timed_steps": result.get("timed_steps"),
+            "step_median_ms": result.get("step_median_ms"),
+            "step_iqr_ms": result.get("step_iqr_ms"),
+            "throughput": result.get("throughput"),
+            "throughput_unit": result.get("throughput_unit"),
+            "efficiency": efficiency, "comm_share": result.get("comm_share"),
+            "comm_note": ADAPTERS[job.framework].comm_note,
+            "first_loss": losses[0] if losses else None, "final_loss": _final_loss(losses),
+            "loss_max_abs_diff": diff, "loss_tolerance": tolerance, "loss_matches_1": matches,
+            "mfu": result.get("mfu"), "peak_mem_mb": result.get("peak_mem_mb"),
+            "mem_kind": result.get("mem_kind"),
+            "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
+        }
+        records.append(Record("kernel_scaling", row))
+        records += curve_records(job, losses, fetched_at)
     return records
 
 
@@ -158,27 +286,31 @@ def run_train(store: Store, run_id: int, config: SurveyConfig, options: TrainOpt
         store.write_source(run_id, outcome)
         return [outcome]
     jobs = plan(config, options)
-    by_task: dict[str, list[Job]] = {}
+    by_source: dict[str, list[Job]] = {}
     for job in jobs:
-        by_task.setdefault(job.task, []).append(job)
+        by_source.setdefault(source_of(job), []).append(job)
     outcomes = []
-    for task, task_jobs in by_task.items():
-        source = f"kernels/{task}"
+    for source, task_jobs in by_source.items():
         if progress is not None:
             progress.source_started(source, len(task_jobs))
         started = utcnow()
         records: list[Record] = []
         errors: list[ItemError] = []
+        scaling_runs: list[tuple[Job, dict[str, Any], str]] = []
         for job in task_jobs:
             result = run_job(job)
             fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-            records += job_records(job, result, fetched_at)
+            if job.experiment == "scaling":
+                scaling_runs.append((job, result, fetched_at))
+            else:
+                records += job_records(job, result, fetched_at)
             if result["status"] != "ok":
                 errors.append(ItemError(job.key, result["status"],
                                         f"{result['status']} in phase {result.get('phase')}: "
                                         f"{(result.get('error') or '')[:500]}"))
             if progress is not None:
                 progress.item_done(source, f"{job.framework}/{job.mode}/{job.variant}")
+        records += scaling_records(scaling_runs)
         ok = len(task_jobs) - len(errors)
         status = "ok" if not errors else "partial"
         reason = None if not errors else f"{len(errors)} of {len(task_jobs)} jobs did not finish"

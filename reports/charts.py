@@ -72,8 +72,8 @@ def monthly_chart(series: dict[str, list[tuple[str, int]]], path: Path, title: s
 
 
 def relative_throughput_chart(ratios: Iterable[tuple[str, str, float]], path: Path,
-                              title: str) -> Path:
-    """Grouped bars: per task, each mode's throughput divided by the baseline's."""
+                              title: str, ylabel: str = "throughput / baseline") -> Path:
+    """Grouped bars: per group (task), each series' value relative to a baseline of 1."""
     ratios = list(ratios)
     tasks = list(dict.fromkeys(t for t, _, _ in ratios))
     modes = list(dict.fromkeys(m for _, m, _ in ratios))
@@ -88,9 +88,34 @@ def relative_throughput_chart(ratios: Iterable[tuple[str, str, float]], path: Pa
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(tasks))])
         ax.set_xticklabels(tasks, rotation=15)
-        ax.set_ylabel("throughput / baseline")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def compile_cost_chart(rows: Iterable[tuple[str, float, int]], path: Path, title: str) -> Path:
+    """Horizontal bars: seconds spent compiling per run, annotated with the compile count."""
+    rows = list(rows)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5), dpi=100)
+    try:
+        labels = [label for label, _, _ in rows]
+        seconds = [s for _, s, _ in rows]
+        bars = ax.barh(range(len(rows)), seconds, color="#4c72b0")
+        for bar, (_, s, n) in zip(bars, rows, strict=True):
+            ax.annotate(f"{s:.1f} s, {n} compilation{'s' if n != 1 else ''}",
+                        (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds compiling during the timed steps")
+        ax.set_xlim(0, max(seconds + [1.0]) * 1.35)
+        ax.set_title(title)
         fig.tight_layout()
         _save(fig, path)
     finally:

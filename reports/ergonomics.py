@@ -30,6 +30,10 @@ def _phase_key(phase: str) -> tuple[int, str]:
     return (PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER), phase)
 
 
+#: Metrics drawn in the per-pair chart (ratios of the whole files), composite first.
+CHART_METRICS = (COMPOSITE, "concepts", "lloc", "ceremony_calls", "cognitive")
+
+
 def ease_of_use_section(inp: SectionInput) -> dict[str, Any]:
     """Raw metrics side by side per task and phase, the composite and its weights."""
     names = inp.names()
@@ -69,12 +73,24 @@ def ease_of_use_section(inp: SectionInput) -> dict[str, Any]:
                        for ph in phases if ph != "all"],
         })
     weights = {p["metric"]: p["weight"] for p in pairs if p["weight"]}
+    chart = None
+    ratios = [(p["task"], p["metric"], p["ratio"]) for p in pairs
+              if p["phase"] == "all" and p["metric"] in CHART_METRICS and p["ratio"] is not None]
+    if ratios:
+        from fwsurvey.reports.charts import relative_throughput_chart
+
+        chart = "ergonomics-pairs.png"
+        ratios.sort(key=lambda r: CHART_METRICS.index(r[1]))
+        relative_throughput_chart(ratios, inp.out_dir / chart,
+                                  f"Paired implementations: {names[a]} / {names[b]}",
+                                  ylabel=f"{names[a]} / {names[b]} (1 = equal)")
     return {
         "measured": bool(pairs or files),
         "ergonomics": {
             "run_id": run_id,
             "a": names[a], "b": names[b],
             "tasks": tasks,
+            "chart": chart,
             "files": files,
             "weights": sorted(weights.items()),
             "phase_metrics": PHASE_METRICS,

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from fwsurvey.analyzers.settings import STRATEGIES
 from fwsurvey.kernels.tasks import MODES
 from fwsurvey.reports.charts import loss_curves_chart, relative_throughput_chart
 from fwsurvey.reports.sections import SectionInput
@@ -63,8 +64,10 @@ def performance_section(inp: SectionInput) -> dict[str, Any]:
                           title=f"Transformer LM training loss (run {inp.run_id})")
         lm_chart = LM_LOSS_CHART
     devices = sorted({r["device_name"] for r in rows if r["device_name"]})
+    scaling = scaling_summary(inp)
     return {
-        "measured": bool(rows),
+        "measured": bool(rows or scaling["tasks"] or scaling["strategies"]["rows"]),
+        "scaling": scaling,
         "kernels": {
             "tasks": dict(tasks),
             "devices": devices,
@@ -76,13 +79,92 @@ def performance_section(inp: SectionInput) -> dict[str, Any]:
     }
 
 
+def scaling_summary(inp: SectionInput) -> dict[str, Any]:
+    """The data-parallel runs per task, the environments that failed, and the strategies."""
+    rows = [r for r in inp.latest_as_of_run("kernel_scaling", "job")
+            if r["framework"] in inp.config.frameworks]
+    order = {key: i for i, key in enumerate(inp.config.frameworks)}
+    rows.sort(key=lambda r: (r["task"], order[r["framework"]], r["env"] != "main", r["env"],
+                             r["n_devices"]))
+    names = inp.names()
+    tasks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        r["framework_name"] = names[r["framework"]]
+        tasks[r["task"]].append(r)
+    # A framework whose N-device run fails on the installed JAX but works in another
+    # environment: evidence that the JAX a user gets today does not run it.
+    broken_here = []
+    for r in rows:
+        if r["env"] != "main" or r["n_devices"] < 2 or r["status"] == "ok":
+            continue
+        elsewhere = [o for o in rows if (o["task"], o["framework"], o["n_devices"])
+                     == (r["task"], r["framework"], r["n_devices"])
+                     and o["env"] != "main" and o["status"] == "ok"]
+        broken_here.append({**r, "works_with": sorted({o["jax_version"] for o in elsewhere
+                                                       if o["jax_version"]})})
+    return {
+        "tasks": dict(tasks),
+        "simulated": any(r["simulated"] for r in rows),
+        "devices": sorted({r["device_name"] for r in rows if r["device_name"]}),
+        "failed": [r for r in rows if r["status"] != "ok"],
+        "broken_here": broken_here,
+        "strategies": strategies_table(inp),
+    }
+
+
+def _short_symbol(symbol: str) -> str:
+    """The last two parts say enough beside the framework's name: ``fsdp.fully_shard``,
+    ``training.Loop(n_devices)``."""
+    name, paren, param = symbol.partition("(")
+    return ".".join(name.split(".")[-2:]) + paren + param
+
+
+def strategies_table(inp: SectionInput) -> dict[str, Any]:
+    """Strategy × framework: which configured symbols the installed package ships."""
+    rows = inp.store.query(
+        "SELECT d.* FROM distributed_strategies d JOIN (SELECT framework, MAX(run_id) AS run_id"
+        " FROM distributed_strategies WHERE run_id <= ? GROUP BY framework) latest"
+        " USING (framework, run_id)", [inp.run_id])
+    frameworks = [fw for fw in inp.config.frameworks if any(r["framework"] == fw for r in rows)]
+    names = inp.names()
+    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        if r["framework"] not in frameworks:
+            continue
+        found = [_short_symbol(s) for s in json.loads(r["found"])]
+        cells[r["strategy"]][r["framework"]] = {"shipped": bool(r["shipped"]), "found": found,
+                                                "note": r["note"],
+                                                "version": r["package_version"]}
+    strategies = [s for s in STRATEGIES if s in cells]
+    return {
+        "frameworks": [(fw, names[fw]) for fw in frameworks],
+        "rows": [(s.replace("_", " "), cells[s]) for s in strategies],
+        "shipped": {fw: sum(cells[s].get(fw, {}).get("shipped", False) for s in strategies)
+                    for fw in frameworks},
+        "total": len(strategies),
+        "versions": {fw: next((cells[s][fw]["version"] for s in strategies if fw in cells[s]),
+                              None) for fw in frameworks},
+    }
+
+
 def graph_building_section(inp: SectionInput) -> dict[str, Any]:
     """Compile counts and costs: the dynamic-shape experiment and first-step times."""
     dynamic = _latest_runs(inp, "dynamic")
     train = [r for r in _latest_runs(inp, "train") if r["status"] == "ok"]
+    chart = None
+    timed = [r for r in dynamic if r["status"] == "ok" and r["compiles_timed"] is not None]
+    if timed:
+        from fwsurvey.reports.charts import compile_cost_chart
+
+        chart = "dynamic-compiles.png"
+        compile_cost_chart(
+            [(f"{r['framework_name']} {r['mode']} ({r['variant']})", r["compile_s_timed"] or 0.0,
+              r["compiles_timed"]) for r in timed],
+            inp.out_dir / chart, "Compiling while sequence lengths vary")
     return {
         "measured": bool(dynamic or train),
         "graphs": {
+            "chart": chart,
             "dynamic": dynamic,
             "seq_lens": next((r["seq_lens"] for r in dynamic if r["seq_lens"]), None),
             "first_steps": train,

@@ -19,3 +19,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[ml,dev]'
     echo "$want" > "$stamp"
 fi
+
+# The older JAX under Trax's multi-device runs (`fwsurvey train --scaling`), beside .venv/.
+bash scripts/setup-jax-legacy.sh

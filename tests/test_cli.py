@@ -81,6 +81,30 @@ def test_locked_database_exits_75(write_config, tmp_path, capsys):
     assert "another fwsurvey run" in capsys.readouterr().err
 
 
+def test_overlapping_scheduled_run_exits_75_and_writes_nothing(write_config, tmp_path):
+    """Two cron jobs overlap: the second process names the holder, writes nothing, exits 75."""
+    config = write_config()
+    db = tmp_path / "out" / "test.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fwsurvey.lock import RunLock\n"
+         "with RunLock(sys.argv[1]): print('held', flush=True); time.sleep(60)", str(db)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        fwsurvey = Path(sys.executable).with_name("fwsurvey")
+        second = subprocess.run([str(fwsurvey), "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert second.returncode == cli.EXIT_LOCKED == 75
+    assert second.stdout == ""
+    assert second.stderr.strip() == (f"error: another fwsurvey run (pid {holder.pid}) is writing"
+                                     f" to {db}; try again when it has finished")
+    assert not db.exists()
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,3 +142,49 @@ def test_fwsurvey_serve_runs_a_real_server(survey_db, write_config, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def _empty_db(tmp_path) -> Path:
+    """A migrated database with no rows, checkpointed (immutable readers ignore the WAL)."""
+    store = Store(tmp_path / "fwsurvey.db")
+    store.close()
+    return store.path
+
+
+def test_charts_plugin_is_loaded(tmp_path):
+    app = make_app(_empty_db(tmp_path), load_datasette_yml(DATASETTE_YML))
+
+    async def fetch():
+        return (await app.client.get("/-/plugins.json")).json()
+
+    plugins = {p["name"]: p for p in asyncio.run(fetch())}
+    assert plugins["datasette-vega"]["version"] == "0.6.2"
+    assert set(plugins["datasette-vega"]["hooks"]) == {"extra_css_urls", "extra_js_urls"}
+
+
+def test_chart_links_name_columns_their_query_returns(tmp_path):
+    """Every datasette-vega link in datasette.yml (PAGE?_hide_sql=1#g.KEY=VALUE&...) charts
+    columns its canned query has, with a mark and types the plugin knows."""
+    config = load_datasette_yml(DATASETTE_YML)
+    app = make_app(_empty_db(tmp_path), config)
+    links = {}
+    for name, query in config["databases"]["fwsurvey"]["queries"].items():
+        for href in re.findall(r'href="([^"]*#g\.[^"]*)"', query.get("description_html", "")):
+            links[name] = html.unescape(href)
+    assert {"releases_per_year", "downloads_per_month", "stars_over_time"} <= set(links)
+
+    async def columns(name):
+        return (await app.client.get(f"/fwsurvey/{name}.json")).json()["columns"]
+
+    types = {"quantitative", "ordinal", "nominal", "temporal"}
+    for name, href in links.items():
+        assert href.startswith("?_hide_sql=1#"), href  # a fresh page load: the plugin reads it
+        chart = dict(part.split("=", 1) for part in href.split("#", 1)[1].split("&"))
+        assert set(chart) <= {"g.mark", "g.x_column", "g.x_type", "g.y_column", "g.y_type",
+                              "g.color_column", "g.size_column"}, href
+        assert chart["g.mark"] in {"bar", "line", "circle"}
+        assert {chart["g.x_type"].removesuffix("-bin"),
+                chart["g.y_type"].removesuffix("-bin")} <= types
+        returned = asyncio.run(columns(name))
+        charted = {v for k, v in chart.items() if k.endswith("_column")}
+        assert charted <= set(returned), (name, charted - set(returned))

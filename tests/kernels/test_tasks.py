@@ -36,7 +36,7 @@ def results(tmp_path_factory):
 
 def test_every_task_is_paired():
     assert set(TASKS) == {"mlp_digits", "cnn_digits", "lstm_text", "transformer_lm",
-                          "custom_checkpoint"}
+                          "custom_checkpoint", "text_pipeline"}
     for task in TASKS.values():
         assert {"pytorch", "trax"} <= set(task.frameworks), task.name
     assert TASKS["transformer_lm"].frameworks == ("jax", "pytorch", "trax")

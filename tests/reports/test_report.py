@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 import responses
 
+from fwsurvey.claims import run_claims
 from fwsurvey.config import load_config
 from fwsurvey.pipeline import run_survey
 from fwsurvey.reports.render import render_report
@@ -46,12 +47,73 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def add_scaling_runs(db: Path) -> None:
+    """Data-parallel rows as the train stage writes them, and the strategies the analyzers
+    found, into run 1: Trax fails on 2 devices with current JAX and runs with the older one."""
+    from fwsurvey.kernels.runner import Job
+    from fwsurvey.kernels.stage import scaling_records
+    from fwsurvey.store import ItemError, SourceOutcome
+
+    spec = {"batch": 16, "seq_len": 64, "steps": 3, "profile": "quick", "loss_tolerance": 1e-3}
+    at = "2026-11-27T12:00:01+00:00"
+
+    def run(framework, n, env, jax, throughput=None, losses=(), error=None):
+        job = Job("transformer_lm", framework, "jax-jit" if framework == "jax" else "trax", "m",
+                  spec, experiment="scaling", n_devices=n, environment=env,
+                  variant=f"n{n}" if env == "main" else f"n{n}-{env}")
+        versions = {"jax": jax, **({"trax": "1.4.1"} if framework == "trax" else {})}
+        if error:
+            return job, {"status": "crashed", "phase": "build", "error": error,
+                         "versions": versions, "device_name": "cpu (x86_64, 2 cores)"}, at
+        return job, {"status": "ok", "phase": "done", "throughput": throughput,
+                     "throughput_unit": "tokens/s", "step_median_ms": 1024_000 / throughput,
+                     "timed_steps": 2, "losses": list(losses), "versions": versions,
+                     "device_name": "cpu (x86_64, 2 cores)"}, at
+
+    runs = [
+        run("trax", 1, "main", "0.10.2", 30000.0, [5.6, 4.4, 3.9]),
+        run("trax", 2, "main", "0.10.2", error="AttributeError: jax.device_put_replicated is "
+                                                "deprecated; use jax.device_put instead."),
+        run("trax", 1, "jax-legacy", "0.7.2", 25000.0, [5.6, 4.4, 3.9]),
+        run("trax", 2, "jax-legacy", "0.7.2", 22500.0, [5.6, 4.400001, 3.900002]),
+        run("jax", 1, "main", "0.10.2", 31000.0, [5.7, 4.5, 4.2]),
+        run("jax", 2, "main", "0.10.2", 35650.0, [5.7, 4.50004, 4.2]),
+    ]
+    store = Store(db)
+    store.write_source(1, SourceOutcome(
+        "train", "kernels/scaling/transformer_lm", "partial", at, at,
+        reason="1 of 6 jobs did not finish", items_ok=5,
+        errors=[ItemError(runs[1][0].key, "crashed", "crashed in phase build")]),
+        scaling_records(runs))
+    strategies = {
+        "trax": {"data_parallel": ["trax.supervised.training.Loop(n_devices)"],
+                 "tensor_parallel": []},
+        "jax": {"data_parallel": ["jax.sharding.NamedSharding", "jax.pmap"],
+                "tensor_parallel": ["jax.shard_map"]},
+    }
+    # Rows only, no library_surface outcome: the claims' evidence stays as collect left it.
+    store.db["distributed_strategies"].insert_all([{
+        "run_id": 1, "source": "library_surface", "fetched_at": at, "framework": fw,
+        "strategy": strategy, "symbols": json.dumps(symbols), "found": json.dumps(symbols),
+        "missing": "[]", "shipped": int(bool(symbols)),
+        "package_version": {"trax": "1.4.1", "jax": "0.10.2"}[fw],
+        "note": None if symbols else "none shipped"}
+        for fw, table in strategies.items() for strategy, symbols in table.items()])
+    store.close()
+
+
 def test_report_matches_snapshot(write_config, pypi_index, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
     run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    add_scaling_runs(db)
     normalise_runs(db)
     store = Store(db)
+    # The verdicts as of run 1 (pinned above), from the shipped registry: only PyPI data.
+    outcome, _ = run_claims(store, 1, config)
+    assert outcome.status == "ok", outcome.reason
+    store.db.execute("UPDATE run_sources SET started_at = '2026-11-27T12:00:03+00:00',"
+                     " finished_at = '2026-11-27T12:00:04+00:00' WHERE stage = 'claims'")
     path = render_report(store, config, tmp_path / "report")
     store.close()
 

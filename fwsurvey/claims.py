@@ -1,0 +1,610 @@
+"""The claims registry and the verdicts: each claim of the article, the metrics that bear on
+it (SQL over the store) and the rule that turns them into a verdict.
+
+A registry (``claims.toml``) holds ``[rule]`` defaults, ``[metrics.ID]`` tables and
+``[[claims]]`` entries. A metric's SQL returns one row per framework and item with the
+columns ``framework`` and ``value`` (and optionally ``item``, ``run_id``, ``source``,
+``fetched_at``, ``note``); it gets the parameters ``:run_id`` (the evaluating run: use data
+as of that run), ``:a`` and ``:b`` (the compared frameworks' keys), and can join
+``survey_frameworks`` (``WHERE run_id = :run_id``) to map a framework to its package or
+repository. Metric SQL runs read-only, with a time limit.
+
+Each pair of values is one evidence row: it favours ``a`` or ``b``, is ``even`` (closer than
+the margin), or is unusable (``missing`` or ``stale``: older than the metric's maximum age).
+Unusable rows never count. Per metric, the share of usable rows that favour the framework
+the claim favours; the claim's share is the mean over metrics with usable rows. A verdict
+needs enough metrics with usable rows (``min_metric_coverage``): otherwise ``insufficient
+evidence``, with what is missing and why. Then ``supported`` at or above ``support_share``,
+``contradicted`` at or below ``contradict_share`` (no measurable difference contradicts a
+claim that one framework is ahead), ``mixed`` in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fwsurvey.config import ConfigError, SurveyConfig
+from fwsurvey.sources import Record
+from fwsurvey.store import SourceOutcome, Store, utcnow
+
+VERDICTS = ("supported", "contradicted", "mixed", "insufficient evidence")
+SOURCE = "claims"
+#: Seconds one metric's SQL may run before it is stopped (and recorded as missing).
+SQL_TIME_LIMIT_S = 10.0
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: Section slugs a claim may name (the report's sections; see fwsurvey.reports.render).
+SECTION_SLUGS = ("ease-of-use", "graph-building", "model-architecture", "training-deployment",
+                 "community-ecosystem", "performance-scalability")
+
+
+class RegistryError(ConfigError):
+    """The claims registry is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How evidence becomes a verdict (registry defaults, overridable per claim)."""
+
+    support_share: float = 0.75
+    contradict_share: float = 0.25
+    margin: float = 0.10
+    max_age_days: float = 45.0
+    min_metric_coverage: float = 0.5
+
+    def check(self, path: Path, key: str) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise RegistryError(path, f"{key}.{name}", f"expected a number >= 0, got {value!r}")
+        for name in ("support_share", "contradict_share", "margin", "min_metric_coverage"):
+            if getattr(self, name) > 1:
+                raise RegistryError(path, f"{key}.{name}", "expected a share between 0 and 1")
+        if self.contradict_share >= self.support_share:
+            raise RegistryError(path, key, "contradict_share must be below support_share")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measurement that bears on claims, as SQL over the store."""
+
+    id: str
+    label: str
+    better: str  # higher | lower
+    sql: str
+    unit: str | None = None
+    sources: tuple[str, ...] = ()
+    max_age_days: float | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One atomic claim of the article."""
+
+    id: str
+    section: str
+    text: str
+    favours: str  # a | b
+    metrics: tuple[str, ...]
+    sentence: str | None = None
+    rule: Rule = field(default_factory=Rule)
+    unsettleable: str | None = None  # why no data can settle it (no metrics then)
+
+
+@dataclass(frozen=True)
+class Registry:
+    path: Path
+    sha256: str
+    rule: Rule
+    metrics: dict[str, Metric]
+    claims: tuple[Claim, ...]
+
+
+def default_registry_path(config: SurveyConfig) -> Path:
+    """``survey.claims`` of the config, else claims.toml beside it, else the repository's."""
+    if config.claims is not None:
+        return config.claims
+    beside = config.path.parent / "claims.toml"
+    if beside.exists():
+        return beside
+    return Path(__file__).resolve().parents[1] / "claims.toml"
+
+
+def load_registry(path: Path | str) -> Registry:
+    """Read and validate a claims registry."""
+    path = Path(path).absolute()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RegistryError(path, None, "claims registry not found") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryError(path, None, f"invalid TOML: {exc}") from None
+    unknown = set(raw) - {"rule", "metrics", "claims"}
+    if unknown:
+        raise RegistryError(path, sorted(unknown)[0], "unknown key (misspelt?)")
+    rule = _rule(path, "rule", raw.get("rule", {}), Rule())
+    metrics = {mid: _metric(path, mid, table) for mid, table in raw.get("metrics", {}).items()}
+    claims_raw = raw.get("claims", [])
+    if not isinstance(claims_raw, list) or not claims_raw:
+        raise RegistryError(path, "claims", "expected at least one [[claims]] entry")
+    claims: list[Claim] = []
+    seen: set[str] = set()
+    for index, table in enumerate(claims_raw):
+        claim = _claim(path, index, table, rule, metrics)
+        if claim.id in seen:
+            raise RegistryError(path, f"claims[{index}].id", f"duplicate claim id {claim.id!r}")
+        seen.add(claim.id)
+        claims.append(claim)
+    return Registry(path, hashlib.sha256(data).hexdigest(), rule, metrics, tuple(claims))
+
+
+def _rule(path: Path, key: str, table: Any, base: Rule) -> Rule:
+    if not isinstance(table, dict):
+        raise RegistryError(path, key, f"expected a table, got {table!r}")
+    known = set(asdict(base))
+    for name in table:
+        if name not in known:
+            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
+    rule = replace(base, **table)
+    rule.check(path, key)
+    return rule
+
+
+def _str(path: Path, key: str, table: dict, name: str, required: bool = True) -> str | None:
+    value = table.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryError(path, f"{key}.{name}",
+                            "required key is missing" if value is None
+                            else f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _metric(path: Path, mid: str, table: Any) -> Metric:
+    key = f"metrics.{mid}"
+    if not _ID_RE.match(mid):
+        raise RegistryError(path, key, "metric ids are lower-case names")
+    if not isinstance(table, dict):
+        raise RegistryError(path, key, f"expected a table, got {table!r}")
+    known = {"label", "better", "sql", "unit", "sources", "max_age_days", "note"}
+    for name in table:
+        if name not in known:
+            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
+    better = _str(path, key, table, "better")
+    if better not in ("higher", "lower"):
+        raise RegistryError(path, f"{key}.better", f"expected higher or lower, got {better!r}")
+    sources = table.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise RegistryError(path, f"{key}.sources", "expected a list of source names")
+    age = table.get("max_age_days")
+    if age is not None and (not isinstance(age, int | float) or isinstance(age, bool) or age <= 0):
+        raise RegistryError(path, f"{key}.max_age_days", f"expected a positive number, got {age!r}")
+    return Metric(mid, _str(path, key, table, "label"), better, _str(path, key, table, "sql"),
+                  _str(path, key, table, "unit", False), tuple(sources),
+                  float(age) if age is not None else None, _str(path, key, table, "note", False))
+
+
+def _claim(path: Path, index: int, table: Any, rule: Rule, metrics: dict[str, Metric]) -> Claim:
+    key = f"claims[{index}]"
+    if not isinstance(table, dict):
+        raise RegistryError(path, key, f"expected a table, got {table!r}")
+    known = {"id", "section", "text", "sentence", "favours", "metrics", "rule", "unsettleable"}
+    for name in table:
+        if name not in known:
+            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
+    cid = _str(path, key, table, "id")
+    if not _ID_RE.match(cid):
+        raise RegistryError(path, f"{key}.id", "claim ids are lower-case names")
+    key = f"claims[{index}] ({cid})"
+    section = _str(path, key, table, "section")
+    if section not in SECTION_SLUGS:
+        raise RegistryError(path, f"{key}.section",
+                            f"unknown section {section!r}; known: {', '.join(SECTION_SLUGS)}")
+    text = _str(path, key, table, "text")
+    try:
+        text.format(a="A", b="B", b_engine="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise RegistryError(path, f"{key}.text",
+                            "only {a}, {b} and {b_engine} may be filled in"
+                            f" ({exc})") from None
+    favours = _str(path, key, table, "favours")
+    if favours not in ("a", "b"):
+        raise RegistryError(path, f"{key}.favours", f"expected a or b, got {favours!r}")
+    unsettleable = _str(path, key, table, "unsettleable", False)
+    ids = table.get("metrics", [])
+    if not isinstance(ids, list) or not all(isinstance(m, str) for m in ids):
+        raise RegistryError(path, f"{key}.metrics", "expected a list of metric ids")
+    if not ids and not unsettleable:
+        raise RegistryError(path, f"{key}.metrics",
+                            "name the metrics that bear on the claim, or say why none can"
+                            " (unsettleable = \"...\")")
+    for mid in ids:
+        if mid not in metrics:
+            raise RegistryError(path, f"{key}.metrics", f"unknown metric {mid!r}")
+    return Claim(cid, section, text, favours, tuple(ids), _str(path, key, table, "sentence", False),
+                 _rule(path, f"{key}.rule", table.get("rule", {}), rule), unsettleable)
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+REQUIRED_COLUMNS = ("framework", "value")
+OPTIONAL_COLUMNS = ("item", "run_id", "source", "fetched_at", "note")
+
+
+def check_sql(registry: Registry) -> list[str]:
+    """Problems with the metrics' SQL, found by running it on an empty migrated database."""
+    from sqlite_utils import Database
+
+    from fwsurvey.schema import migrations
+
+    db = Database(memory=True)
+    migrations.apply(db)
+    problems = []
+    for metric in registry.metrics.values():
+        try:
+            cursor = db.conn.execute(metric.sql, {"run_id": 1, "a": "a", "b": "b"})
+            columns = [d[0] for d in cursor.description or ()]
+        except sqlite3.Error as exc:
+            problems.append(f"metrics.{metric.id}: SQL fails: {exc}")
+            continue
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+        if missing:
+            problems.append(f"metrics.{metric.id}: SQL must return {', '.join(missing)}")
+        if extra:
+            problems.append(f"metrics.{metric.id}: SQL returns unknown columns {extra}"
+                            f" (allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})")
+    unused = set(registry.metrics) - {m for c in registry.claims for m in c.metrics}
+    problems += [f"metrics.{m}: not used by any claim" for m in sorted(unused)]
+    return problems
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+@dataclass
+class Evidence:
+    metric: Metric
+    item: str
+    value_a: float | None
+    value_b: float | None
+    favours: str  # a | b | even | missing | stale
+    note: str | None
+    data_a: dict[str, Any]
+    data_b: dict[str, Any]
+
+    @property
+    def relative_difference(self) -> float | None:
+        if self.value_a is None or self.value_b is None:
+            return None
+        scale = max(abs(self.value_a), abs(self.value_b))
+        if scale == 0:
+            return 0.0
+        diff = (self.value_a - self.value_b) / scale
+        return round(diff if self.metric.better == "higher" else -diff, 4)
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str
+    reason: str
+    key_numbers: str | None
+    evidence: list[Evidence]
+    counts: dict[str, int]
+
+
+def framework_rows(config: SurveyConfig) -> list[dict[str, Any]]:
+    """``survey_frameworks`` rows: each configured framework and its role in the comparison."""
+    a, b = config.compare
+    rows = []
+    for key, fw in config.frameworks.items():
+        role = "a" if key == a else "b" if key == b else "engine" if fw.engine_for else "other"
+        rows.append({"framework": key, "name": fw.name, "role": role,
+                     "engine_for": fw.engine_for, "pypi": fw.pypi[0] if fw.pypi else None,
+                     "github": fw.github})
+    return rows
+
+
+def claim_text(claim: Claim, config: SurveyConfig) -> str:
+    names = {key: fw.name for key, fw in config.frameworks.items()}
+    a, b = config.compare
+    engine = next((fw.name for fw in config.frameworks.values() if fw.engine_for == b), None)
+    return claim.text.format(a=names[a], b=names[b], b_engine=f", on {engine}," if engine else "")
+
+
+def evaluate(store: Store, run_id: int, config: SurveyConfig, registry: Registry,
+             now: str | None = None) -> tuple[list[Verdict], list[Record]]:
+    """Every claim's verdict as of ``run_id``, and the rows that record them."""
+    now = now or utcnow()
+    run = store.query("SELECT started_at FROM runs WHERE id = ?", [run_id])
+    if not run:
+        raise LookupError(f"no run {run_id} in {store.path}")
+    as_of = _parse_time(run[0]["started_at"])
+    frameworks = framework_rows(config)
+    values = _metric_values(store, run_id, config, registry, frameworks)
+    names = tuple(config.frameworks[k].name for k in config.compare)
+    verdicts = [_judge(claim, registry, values, as_of, store, run_id, config.compare, names)
+                for claim in registry.claims]
+    records = [Record("survey_frameworks", {**row, "fetched_at": now}) for row in frameworks]
+    for v in verdicts:
+        records.append(Record("claims", _claim_row(v, config, registry, now)))
+        records += [Record("claim_evidence", _evidence_row(v.claim, e, now)) for e in v.evidence]
+    return verdicts, records
+
+
+def _metric_values(store: Store, run_id: int, config: SurveyConfig, registry: Registry,
+                   frameworks: list[dict[str, Any]]) -> dict[str, list[dict] | str]:
+    """Run each used metric's SQL (read-only, time-limited) with survey_frameworks in place.
+
+    Returns the rows per metric id, or the error text when the SQL failed.
+    """
+    conn = store.db.conn
+    used = {m for c in registry.claims for m in c.metrics}
+    params = {"run_id": run_id, "a": config.compare[0], "b": config.compare[1]}
+    out: dict[str, list[dict] | str] = {}
+    conn.execute("SAVEPOINT claims_evaluation")
+    try:
+        conn.executemany(
+            "INSERT OR REPLACE INTO survey_frameworks (run_id, source, fetched_at, framework,"
+            " name, role, engine_for, pypi, github) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[run_id, SOURCE, utcnow(), r["framework"], r["name"], r["role"], r["engine_for"],
+              r["pypi"], r["github"]] for r in frameworks])
+        conn.execute("PRAGMA query_only = ON")
+        try:
+            for mid in sorted(used):
+                out[mid] = _run_sql(conn, registry.metrics[mid].sql, params)
+        finally:
+            conn.execute("PRAGMA query_only = OFF")
+    finally:
+        conn.execute("ROLLBACK TO claims_evaluation")
+        conn.execute("RELEASE claims_evaluation")
+    return out
+
+
+def _run_sql(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[dict] | str:
+    deadline = time.monotonic() + SQL_TIME_LIMIT_S
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        cursor = conn.execute(sql, params)
+        columns = [d[0] for d in cursor.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    except sqlite3.Error as exc:
+        if "interrupted" in str(exc):
+            return f"the metric's SQL ran past {SQL_TIME_LIMIT_S:g} s and was stopped"
+        return f"the metric's SQL failed: {exc}"
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _why_missing(store: Store, run_id: int, metric: Metric) -> str:
+    """Why a metric has no value: how its sources last ended, as of ``run_id``."""
+    if not metric.sources:
+        return "no data in the store"
+    parts = []
+    for source in metric.sources:
+        rows = store.query(
+            "SELECT run_id, status, reason FROM run_sources WHERE source = ? AND run_id <= ?"
+            " ORDER BY run_id DESC LIMIT 1", [source, run_id])
+        if not rows:
+            parts.append(f"{source}: no run has collected it yet")
+        elif rows[0]["status"] in ("ok", "partial"):
+            parts.append(f"{source}: {rows[0]['status']} in run {rows[0]['run_id']}"
+                         " but without this value")
+        else:
+            reason = f" ({rows[0]['reason']})" if rows[0]["reason"] else ""
+            parts.append(f"{source}: {rows[0]['status']} in run {rows[0]['run_id']}{reason}")
+    return "; ".join(parts)
+
+
+def _judge(claim: Claim, registry: Registry, values: dict[str, list[dict] | str],
+           as_of: datetime | None, store: Store, run_id: int, keys: tuple[str, str],
+           names: tuple[str, str]) -> Verdict:
+    evidence: list[Evidence] = []
+    for mid in claim.metrics:
+        evidence += _evidence(registry.metrics[mid], values[mid], claim.rule, as_of, store,
+                              run_id, keys)
+    counts = {"for": 0, "against": 0, "even": 0, "unusable": 0}
+    for e in evidence:
+        counts[_counts(claim, e)] += 1
+    if claim.unsettleable:
+        return Verdict(claim, "insufficient evidence",
+                       f"no data can settle it: {claim.unsettleable}", None, evidence, counts)
+    shares = {}
+    for mid in claim.metrics:
+        rows = [e for e in evidence if e.metric.id == mid and _counts(claim, e) != "unusable"]
+        if rows:
+            shares[mid] = sum(_counts(claim, e) == "for" for e in rows) / len(rows)
+    coverage = len(shares) / len(claim.metrics)
+    key_numbers = _key_numbers(claim, evidence, names)
+    if not shares or coverage < claim.rule.min_metric_coverage:
+        missing = [registry.metrics[m] for m in claim.metrics if m not in shares]
+        why = "; ".join(f"{m.label}: {_unusable_note(evidence, m)}" for m in missing[:3])
+        return Verdict(claim, "insufficient evidence",
+                       f"{len(shares)} of {len(claim.metrics)} metrics have usable data"
+                       f" (at least {claim.rule.min_metric_coverage:.0%} needed). {why}",
+                       key_numbers, evidence, counts)
+    share = sum(shares.values()) / len(shares)
+    if share >= claim.rule.support_share:
+        verdict = "supported"
+    elif share <= claim.rule.contradict_share:
+        verdict = "contradicted"
+    else:
+        verdict = "mixed"
+    reason = (f"{share:.0%} of the evidence favours the claim (mean over {len(shares)} of"
+              f" {len(claim.metrics)} metrics; {counts['for']} rows for, {counts['against']}"
+              f" against, {counts['even']} even")
+    reason += f", {counts['unusable']} unusable)" if counts["unusable"] else ")"
+    return Verdict(claim, verdict, reason, key_numbers, evidence, counts)
+
+
+def _unusable_note(evidence: list[Evidence], metric: Metric) -> str:
+    notes = [e.note for e in evidence if e.metric.id == metric.id and e.note]
+    return notes[0] if notes else "no data"
+
+
+def _counts(claim: Claim, e: Evidence) -> str:
+    if e.favours in ("missing", "stale"):
+        return "unusable"
+    if e.favours == "even":
+        return "even"
+    return "for" if e.favours == claim.favours else "against"
+
+
+def _evidence(metric: Metric, rows: list[dict] | str, rule: Rule, as_of: datetime | None,
+              store: Store, run_id: int, keys: tuple[str, str]) -> list[Evidence]:
+    if isinstance(rows, str):
+        return [Evidence(metric, "all", None, None, "missing", rows, {}, {})]
+    by_item: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_item.setdefault(str(row.get("item") or "all"), {})[row.get("framework")] = row
+    if not by_item:
+        why = f"no value: {_why_missing(store, run_id, metric)}"
+        if metric.note:
+            why += f" ({metric.note})"
+        return [Evidence(metric, "all", None, None, "missing", why, {}, {})]
+    max_age = metric.max_age_days or rule.max_age_days
+    out = []
+    for item, sides in sorted(by_item.items()):
+        a, b = sides.get(keys[0]), sides.get(keys[1])
+        out.append(_pair(metric, item, a, b, rule, max_age, as_of, store, run_id))
+    return out
+
+
+def _pair(metric: Metric, item: str, a: dict | None, b: dict | None, rule: Rule,
+          max_age: float, as_of: datetime | None, store: Store, run_id: int) -> Evidence:
+    va = _number(a)
+    vb = _number(b)
+    data_a, data_b = _data(a), _data(b)
+    notes = [r.get("note") for r in (a, b) if r and r.get("note")]
+    if va is None or vb is None:
+        side = " and ".join(s for s, v in (("a", va), ("b", vb)) if v is None)
+        notes.append(f"no value for {side}: {_why_missing(store, run_id, metric)}")
+        if metric.note:
+            notes.append(metric.note)
+        return Evidence(metric, item, va, vb, "missing", "; ".join(notes), data_a, data_b)
+    if as_of is not None:
+        for data in (data_a, data_b):
+            fetched = _parse_time(data.get("fetched_at"))
+            if fetched is not None and (as_of - fetched).total_seconds() > max_age * 86400:
+                notes.append(f"measured {data['fetched_at'][:10]}, older than {max_age:g} days")
+                return Evidence(metric, item, va, vb, "stale", "; ".join(notes), data_a, data_b)
+    e = Evidence(metric, item, va, vb, "even", "; ".join(notes) or None, data_a, data_b)
+    diff = e.relative_difference
+    if diff is not None and abs(diff) > rule.margin:
+        e.favours = "a" if diff > 0 else "b"
+    return e
+
+
+def _number(row: dict | None) -> float | None:
+    if row is None or row.get("value") is None:
+        return None
+    try:
+        return float(row["value"])
+    except (TypeError, ValueError):
+        return None
+
+
+def _data(row: dict | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    return {k: row.get(k) for k in ("run_id", "source", "fetched_at")}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def _key_numbers(claim: Claim, evidence: list[Evidence], names: tuple[str, str]) -> str | None:
+    """The claim's headline numbers: up to three metrics, values side by side or a tally."""
+    a, b = names
+    parts = []
+    for mid in claim.metrics:
+        rows = [e for e in evidence if e.metric.id == mid]
+        usable = [e for e in rows if e.favours not in ("missing", "stale")]
+        if not usable:
+            continue
+        metric = rows[0].metric
+        unit = f" {metric.unit}" if metric.unit else ""
+        if len(rows) == 1 and rows[0].item == "all":
+            e = rows[0]
+            parts.append(f"{metric.label}: {a} {_fmt(e.value_a)} vs {b} {_fmt(e.value_b)}{unit}")
+        else:
+            tally = {side: sum(e.favours == side for e in usable) for side in ("a", "b", "even")}
+            parts.append(f"{metric.label}: {a} ahead in {tally['a']}, {b} in {tally['b']}"
+                         + (f", even in {tally['even']}" if tally["even"] else "")
+                         + f" of {len(usable)}")
+        if len(parts) == 3:
+            break
+    return "; ".join(parts) or None
+
+
+def _claim_row(v: Verdict, config: SurveyConfig, registry: Registry, now: str) -> dict[str, Any]:
+    return {
+        "fetched_at": now, "claim_id": v.claim.id, "section": v.claim.section,
+        "text": claim_text(v.claim, config), "sentence": v.claim.sentence,
+        "framework_a": config.compare[0], "framework_b": config.compare[1],
+        "favours": config.compare[0] if v.claim.favours == "a" else config.compare[1],
+        "verdict": v.verdict, "reason": v.reason, "key_numbers": v.key_numbers,
+        "evidence_for": v.counts["for"], "evidence_against": v.counts["against"],
+        "evidence_even": v.counts["even"], "evidence_unusable": v.counts["unusable"],
+        "settleable": int(v.claim.unsettleable is None),
+        "rule": json.dumps(asdict(v.claim.rule), sort_keys=True),
+        "registry_sha256": registry.sha256,
+    }
+
+
+def _evidence_row(claim: Claim, e: Evidence, now: str) -> dict[str, Any]:
+    return {
+        "fetched_at": now, "claim_id": claim.id, "metric": e.metric.id, "item": e.item,
+        "label": e.metric.label, "unit": e.metric.unit, "better": e.metric.better,
+        "value_a": e.value_a, "value_b": e.value_b,
+        "relative_difference": e.relative_difference, "favours": e.favours,
+        "counts": _counts(claim, e), "note": e.note,
+        "data_run_id_a": e.data_a.get("run_id"), "data_run_id_b": e.data_b.get("run_id"),
+        "data_source_a": e.data_a.get("source"), "data_source_b": e.data_b.get("source"),
+        "data_fetched_at_a": e.data_a.get("fetched_at"),
+        "data_fetched_at_b": e.data_b.get("fetched_at"),
+        "metric_sql": e.metric.sql,
+    }
+
+
+def run_claims(store: Store, run_id: int, config: SurveyConfig,
+               registry_path: Path | None = None) -> tuple[SourceOutcome, list[Verdict]]:
+    """The ``claims`` stage: evaluate the registry and store verdicts with their evidence."""
+    started = utcnow()
+    path = registry_path or default_registry_path(config)
+    try:
+        registry = load_registry(path)
+        verdicts, records = evaluate(store, run_id, config, registry)
+    except (ConfigError, LookupError) as exc:
+        outcome = SourceOutcome("claims", SOURCE, "error", started, utcnow(), reason=str(exc))
+        store.write_source(run_id, outcome)
+        return outcome, []
+    outcome = SourceOutcome("claims", SOURCE, "ok", started, utcnow(), items_ok=len(verdicts))
+    store.write_source(run_id, outcome, records)
+    return outcome, verdicts

@@ -1,0 +1,385 @@
+"""The claims registry and its verdicts, on databases built in the tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fwsurvey import cli
+from fwsurvey.claims import (
+    SECTION_SLUGS,
+    RegistryError,
+    check_sql,
+    evaluate,
+    load_registry,
+    run_claims,
+)
+from fwsurvey.config import load_config
+from fwsurvey.reports.render import SECTIONS, render_report
+from fwsurvey.sources import Record
+from fwsurvey.store import SourceOutcome, Store
+
+REPO = Path(__file__).parent.parent
+RUN_START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+#: A small registry over pypi_packages: the test controls every value it reads.
+REGISTRY = """
+[rule]
+margin = 0.10
+
+[metrics.releases]
+label = "releases in 12 months"
+unit = "releases"
+better = "higher"
+sources = ["pypi"]
+sql = '''
+SELECT f.framework, p.releases_last_12_months AS value, p.run_id, p.source, p.fetched_at
+FROM survey_frameworks f JOIN pypi_packages p ON p.package = f.pypi
+WHERE f.run_id = :run_id AND f.framework IN (:a, :b)
+  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages WHERE package = f.pypi
+                  AND run_id <= :run_id)
+'''
+
+[metrics.staleness]
+label = "days since the last release"
+better = "lower"
+sources = ["pypi"]
+sql = '''
+SELECT f.framework, p.days_since_last_release AS value, p.run_id, p.source, p.fetched_at
+FROM survey_frameworks f JOIN pypi_packages p ON p.package = f.pypi
+WHERE f.run_id = :run_id AND f.framework IN (:a, :b)
+  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages WHERE package = f.pypi
+                  AND run_id <= :run_id)
+'''
+
+[metrics.stars]
+label = "stars"
+better = "higher"
+sources = ["github"]
+sql = '''
+SELECT f.framework, g.stars AS value, g.run_id, g.source, g.fetched_at
+FROM survey_frameworks f JOIN github_repos g ON g.repo = f.github
+WHERE f.run_id = :run_id AND f.framework IN (:a, :b)
+'''
+
+[[claims]]
+id = "active"
+section = "community-ecosystem"
+text = "{a} is more active than {b}"
+favours = "a"
+metrics = ["releases", "staleness"]
+
+[[claims]]
+id = "newer-is-b"
+section = "community-ecosystem"
+text = "{b} releases more"
+favours = "b"
+metrics = ["releases"]
+
+[[claims]]
+id = "larger"
+section = "community-ecosystem"
+text = "{a} is larger"
+favours = "a"
+metrics = ["stars"]
+
+[[claims]]
+id = "vague"
+section = "ease-of-use"
+text = "{a} feels nicer"
+favours = "a"
+unsettleable = "a feeling, not a measurement"
+"""
+
+
+def pypi_row(package: str, framework: str, releases: int, days: float, fetched: datetime):
+    return Record("pypi_packages", {
+        "package": package, "framework": framework, "fetched_at": fetched.isoformat(),
+        "latest_version": "1.0", "file_count": 1, "release_count": releases,
+        "prerelease_count": 0, "yanked_release_count": 0, "releases_last_12_months": releases,
+        "median_days_between_releases": None, "days_since_last_release": days})
+
+
+def start_run(store: Store, started: datetime = RUN_START) -> int:
+    run_id = store.start_run("test", ["collect"], {})
+    store.db.execute("UPDATE runs SET started_at = ? WHERE id = ?",
+                     [started.isoformat(), run_id])
+    return run_id
+
+
+def collect(store: Store, run_id: int, rows: list[Record], github: str = "skipped",
+            reason: str | None = None) -> None:
+    now = RUN_START.isoformat()
+    store.write_source(run_id, SourceOutcome("collect", "pypi", "ok", now, now,
+                                             items_ok=len(rows)), rows)
+    store.write_source(run_id, SourceOutcome("collect", "github", github, now, now,
+                                             reason=reason))
+
+
+@pytest.fixture
+def setup(write_config, tmp_path):
+    config = load_config(write_config())  # compares trax (a) with jax (b)
+    registry_path = tmp_path / "claims.toml"
+    registry_path.write_text(REGISTRY)
+    store = Store(tmp_path / "c.db")
+    yield config, load_registry(registry_path), store
+    store.close()
+
+
+def verdicts_of(store, run_id, config, registry):
+    verdicts, records = evaluate(store, run_id, config, registry)
+    return {v.claim.id: v for v in verdicts}, records
+
+
+def test_shipped_registry_is_valid_and_covers_every_section():
+    registry = load_registry(REPO / "claims.toml")
+    assert check_sql(registry) == []
+    sections = {c.section for c in registry.claims}
+    assert sections == set(SECTION_SLUGS) == {s.slug for s in SECTIONS}
+    assert len(registry.claims) >= 20
+    # Unsettleable claims say why; every other claim names metrics.
+    for claim in registry.claims:
+        assert claim.metrics or claim.unsettleable, claim.id
+    assert {"community.larger", "graph.static-efficient", "arch.prebuilt-modules",
+            "train.distributed", "ease.concise"} <= {c.id for c in registry.claims}
+
+
+def test_verdicts_follow_the_evidence(setup):
+    config, registry, store = setup
+    run = start_run(store)
+    collect(store, run, [pypi_row("trax", "trax", 12, 5, RUN_START),
+                         pypi_row("jax", "jax", 3, 40, RUN_START)],
+            github="unreachable", reason="Name or service not known")
+    verdicts, records = verdicts_of(store, run, config, registry)
+
+    active = verdicts["active"]
+    assert active.verdict == "supported"
+    assert active.counts == {"for": 2, "against": 0, "even": 0, "unusable": 0}
+    assert active.key_numbers == ("releases in 12 months: Trax 12 vs JAX 3 releases;"
+                                  " days since the last release: Trax 5 vs JAX 40")
+    assert verdicts["newer-is-b"].verdict == "contradicted"
+    # Nothing from GitHub: no verdict, and the reason says why.
+    larger = verdicts["larger"]
+    assert larger.verdict == "insufficient evidence"
+    assert "github: unreachable in run 1 (Name or service not known)" in larger.reason
+    assert verdicts["vague"].verdict == "insufficient evidence"
+    assert "a feeling, not a measurement" in verdicts["vague"].reason
+
+    evidence = [r.row for r in records if r.table == "claim_evidence"]
+    releases = next(e for e in evidence if e["claim_id"] == "active" and e["metric"] == "releases")
+    assert (releases["value_a"], releases["value_b"], releases["favours"], releases["counts"]) \
+        == (12.0, 3.0, "a", "for")
+    assert releases["relative_difference"] == 0.75
+    assert (releases["data_run_id_a"], releases["data_source_a"]) == (run, "pypi")
+    assert "pypi_packages" in releases["metric_sql"]
+    frameworks = {r.row["framework"]: r.row["role"] for r in records
+                  if r.table == "survey_frameworks"}
+    assert frameworks == {"trax": "a", "jax": "b"}
+
+
+def test_mixed_even_and_margin(setup):
+    config, registry, store = setup
+    run = start_run(store)
+    # releases favour trax; days since release within 10%: even, which counts against.
+    collect(store, run, [pypi_row("trax", "trax", 12, 100, RUN_START),
+                         pypi_row("jax", "jax", 3, 95, RUN_START)])
+    verdicts, _ = verdicts_of(store, run, config, registry)
+    assert verdicts["active"].verdict == "mixed"
+    assert verdicts["active"].counts == {"for": 1, "against": 0, "even": 1, "unusable": 0}
+    assert verdicts["active"].reason.startswith("50% of the evidence favours the claim")
+
+
+def test_stale_evidence_never_yields_a_verdict(setup):
+    config, registry, store = setup
+    old = RUN_START - timedelta(days=90)
+    first = start_run(store, old)
+    collect(store, first, [pypi_row("trax", "trax", 12, 5, old),
+                           pypi_row("jax", "jax", 3, 40, old)])
+    run = start_run(store)  # registry allows 45 days by default
+    verdicts, records = verdicts_of(store, run, config, registry)
+    assert verdicts["active"].verdict == "insufficient evidence"
+    assert verdicts["active"].counts["unusable"] == 2
+    stale = [r.row for r in records if r.table == "claim_evidence" and r.row["favours"] == "stale"]
+    assert stale and "older than 45 days" in stale[0]["note"]
+    assert stale[0]["data_run_id_a"] == first
+
+
+def test_metric_sql_runs_read_only_and_failures_are_recorded(setup, tmp_path):
+    config, _, store = setup
+    path = tmp_path / "bad.toml"
+    path.write_text("""
+[metrics.writes]
+label = "a metric that tries to write"
+better = "higher"
+sql = "UPDATE runs SET status = 'failed' RETURNING 'trax' AS framework, 1 AS value"
+
+[metrics.broken]
+label = "a metric with a typo"
+better = "higher"
+sql = "SELECT framework, value FROM no_such_table"
+
+[[claims]]
+id = "x"
+section = "ease-of-use"
+text = "{a} wins"
+favours = "a"
+metrics = ["writes", "broken"]
+""")
+    registry = load_registry(path)
+    assert [p.split(":")[0] for p in check_sql(registry)] == ["metrics.broken"]
+    run = start_run(store)
+    verdicts, records = verdicts_of(store, run, config, registry)
+    assert verdicts["x"].verdict == "insufficient evidence"
+    notes = {r.row["metric"]: r.row["note"] for r in records if r.table == "claim_evidence"}
+    assert "readonly" in notes["writes"] or "read-only" in notes["writes"]
+    assert "no such table: no_such_table" in notes["broken"]
+    assert store.query("SELECT status FROM runs") == [{"status": "running"}]
+    # The survey_frameworks rows the SQL saw were rolled back; records carry them instead.
+    assert store.query("SELECT COUNT(*) AS n FROM survey_frameworks")[0]["n"] == 0
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace('favours = "a"\nmetrics = ["stars"]',
+                         'favours = "c"\nmetrics = ["stars"]'),
+     "claims[2] (larger).favours: expected a or b, got 'c'"),
+    (lambda t: t.replace('metrics = ["stars"]', 'metrics = ["star"]'),
+     "claims[2] (larger).metrics: unknown metric 'star'"),
+    (lambda t: t.replace('section = "ease-of-use"', 'section = "ease"'),
+     "claims[3] (vague).section: unknown section 'ease'"),
+    (lambda t: t.replace('id = "larger"', 'id = "active"'),
+     "claims[2].id: duplicate claim id 'active'"),
+    (lambda t: t.replace('text = "{a} is larger"', 'text = "{c} is larger"'),
+     "claims[2] (larger).text: only {a}, {b} and {b_engine} may be filled in"),
+    (lambda t: t.replace('better = "lower"', 'better = "less"'),
+     "metrics.staleness.better: expected higher or lower, got 'less'"),
+    (lambda t: t.replace("margin = 0.10", "margin = 0.10\nmargn = 1"),
+     "rule.margn: unknown key (misspelt?)"),
+    (lambda t: t.replace('unsettleable = "a feeling, not a measurement"', ""),
+     "claims[3] (vague).metrics: name the metrics that bear on the claim"),
+])
+def test_registry_errors_name_the_key(tmp_path, edit, message):
+    path = tmp_path / "claims.toml"
+    path.write_text(edit(REGISTRY))
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith("claims.toml: ")
+
+
+def test_claims_stage_stores_verdicts_and_report_shows_them_and_what_changed(setup, tmp_path):
+    config, registry, store = setup
+    run = start_run(store)
+    collect(store, run, [pypi_row("trax", "trax", 12, 5, RUN_START),
+                         pypi_row("jax", "jax", 3, 40, RUN_START)])
+    outcome, verdicts = run_claims(store, run, config, registry.path)
+    assert outcome.status == "ok" and outcome.items_ok == 4
+    store.finish_run(run, "ok")
+    later = start_run(store, RUN_START + timedelta(days=7))
+    collect(store, later, [pypi_row("trax", "trax", 2, 50, RUN_START + timedelta(days=7)),
+                           pypi_row("jax", "jax", 9, 3, RUN_START + timedelta(days=7))])
+    run_claims(store, later, config, registry.path)
+    store.finish_run(later, "ok")
+
+    rows = store.query("SELECT claim_id, verdict FROM claims_latest ORDER BY claim_id")
+    assert rows == [{"claim_id": "active", "verdict": "contradicted"},
+                    {"claim_id": "larger", "verdict": "insufficient evidence"},
+                    {"claim_id": "newer-is-b", "verdict": "supported"},
+                    {"claim_id": "vague", "verdict": "insufficient evidence"}]
+    text = render_report(store, config, tmp_path / "report").read_text(encoding="utf-8")
+    assert ("| [Community & ecosystem](#community-ecosystem) | [Trax is more active than JAX]"
+            "(#claim-active) | **contradicted** |") in text
+    assert "4 claims judged in run 2: 1 supported, 1 contradicted, 2 insufficient evidence." in text
+    assert "## What changed since run 1" in text
+    assert "| Trax is more active than JAX | supported | **contradicted** |" in text
+    assert "| releases in 12 months (releases) | all | 12 | 2 | 3 | 9 |" in text
+    assert "> **Trax is more active than JAX**: **contradicted**." in text
+    # The first run's report has verdicts but nothing to compare with.
+    first = render_report(store, config, tmp_path / "r1", run_id=run).read_text(encoding="utf-8")
+    assert "What changed" not in first and "**supported**" in first
+
+
+def test_report_says_when_data_is_newer_than_the_verdicts(setup, tmp_path):
+    config, registry, store = setup
+    run = start_run(store)
+    collect(store, run, [pypi_row("trax", "trax", 12, 5, RUN_START),
+                         pypi_row("jax", "jax", 3, 40, RUN_START)])
+    run_claims(store, run, config, registry.path)
+    store.finish_run(run, "ok")
+    newer = start_run(store)
+    collect(store, newer, [pypi_row("trax", "trax", 1, 5, RUN_START),
+                           pypi_row("jax", "jax", 30, 40, RUN_START)])
+    store.finish_run(newer, "ok")
+    text = render_report(store, config, tmp_path / "report").read_text(encoding="utf-8")
+    assert "**Newer data than these verdicts**: run 2 collected or measured after run 1" in text
+
+
+def test_cli_checks_and_judges(write_config, pypi_index, tmp_path, capsys):
+    config = str(write_config())
+    assert invoke("claims", "--check", "--config", config) == 0
+    assert "claims, " in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(REGISTRY.replace('better = "lower"', 'better = "less"'))
+    assert invoke("claims", "--check", "--registry", str(bad), "--config", config) == 2
+    assert "metrics.staleness.better" in capsys.readouterr().err
+    assert invoke("claims", "--config", config) == 2  # no database yet
+    assert "run `fwsurvey run` first" in capsys.readouterr().err
+
+    assert invoke("collect", "--source", "pypi", "--config", config) == 0
+    good = tmp_path / "good.toml"
+    good.write_text(REGISTRY)
+    assert invoke("claims", "--registry", str(good), "--config", config) == 0
+    err = capsys.readouterr().err
+    assert "Verdicts" in err and "newer-is-b" in err
+    store = Store(tmp_path / "out" / "test.db")
+    judged = store.query("SELECT claim_id, verdict, evidence_for, evidence_against FROM claims"
+                         " WHERE run_id = 2 AND claim_id = 'newer-is-b'")
+    # Recorded index: trax had no release in 12 months, jax had 14.
+    assert judged == [{"claim_id": "newer-is-b", "verdict": "supported",
+                       "evidence_for": 1, "evidence_against": 0}]
+    rule = json.loads(store.query("SELECT rule FROM claims LIMIT 1")[0]["rule"])
+    assert rule["margin"] == 0.10
+
+
+def invoke(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+    return info.value.code
+
+
+def test_every_claim_has_a_canned_query_showing_its_evidence(setup, tmp_path):
+    import asyncio
+
+    from fwsurvey.publish import canned_queries_for, load_datasette_yml, make_app
+
+    config, registry, store = setup
+    run = start_run(store)
+    collect(store, run, [pypi_row("trax", "trax", 12, 5, RUN_START),
+                         pypi_row("jax", "jax", 3, 40, RUN_START)])
+    run_claims(store, run, config, registry.path)
+    store.finish_run(run, "ok")
+    store.checkpoint()  # Datasette reads the database file immutable, without the WAL
+    import dataclasses
+
+    shipped = canned_queries_for(dataclasses.replace(config, claims=REPO / "claims.toml"),
+                                 store.path)
+    assert len(shipped) == len(load_registry(REPO / "claims.toml").claims)
+    assert shipped["claim_community_larger"]["title"] == \
+        "Claim: Trax has a larger community than JAX"
+
+    queries = canned_queries_for(dataclasses.replace(config, claims=registry.path), store.path)
+    assert sorted(queries) == ["claim_active", "claim_larger", "claim_newer_is_b", "claim_vague"]
+    app = make_app(store.path, load_datasette_yml(REPO / "datasette.yml"), queries)
+
+    async def fetch(path):
+        response = await app.client.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    rows = asyncio.run(fetch(f"/{store.path.stem}/claim_active.json?_shape=array"))
+    assert [(r["verdict"], r["metric"], r["value_a"], r["value_b"], r["counts"]) for r in rows] \
+        == [("supported", "releases", 12.0, 3.0, "for"),
+            ("supported", "staleness", 5.0, 40.0, "for")]
+    assert rows[0]["data_run_id_a"] == run and "pypi_packages" in rows[0]["metric_sql"]

@@ -1,0 +1,197 @@
+"""``fwsurvey publish DIR``: a folder that hosts the survey read-only, made all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+import fwsurvey.publish as publish
+from fwsurvey import cli
+from fwsurvey.config import ConfigError
+from fwsurvey.lock import RunLock
+from fwsurvey.publish import load_datasette_yml, metadata_for
+from fwsurvey.store import Store
+from tests.serving import collected_db, free_port, serving
+
+REPO = Path(__file__).parent.parent
+EXPECTED_FILES = {"fwsurvey.db", "metadata.json", "requirements.txt", "serve.sh", "Dockerfile",
+                  "publication.json", "README.md", "report"}
+
+
+def invoke(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+    return info.value.code
+
+
+@pytest.fixture
+def survey(write_config, tmp_path) -> tuple[str, Path]:
+    """(config path, database): collected and judged, with a report folder beside it."""
+    config = write_config()
+    db = collected_db(config, tmp_path / "out" / "fwsurvey.db", stages=("collect", "claims"))
+    report = tmp_path / "out" / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# Report\n")
+    return str(config), db
+
+
+def test_publish_writes_a_self_contained_read_only_site(survey, tmp_path, capsys):
+    config, db = survey
+    # A row still in the WAL (its writer has not checkpointed): the copy must hold it.
+    writer = Store(db)
+    writer.finish_run(writer.start_run("in-the-wal", [], {}), "ok")
+    assert Path(str(db) + "-wal").stat().st_size > 0
+    target = tmp_path / "site"
+    try:
+        assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    finally:
+        writer.db.close()
+    assert capsys.readouterr().out.strip() == str(target)
+    assert {p.name for p in target.iterdir()} == EXPECTED_FILES
+    assert not list(tmp_path.glob(".site.*"))  # no staging folder left behind
+
+    copy = sqlite3.connect(target / "fwsurvey.db")
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one file
+    assert copy.execute("SELECT command FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0] \
+        == "in-the-wal"
+    claims = copy.execute("SELECT count(*) FROM claims").fetchone()[0]
+    copy.close()
+    assert claims > 0
+    assert not Path(str(target / "fwsurvey.db") + "-wal").exists()
+
+    metadata = json.loads((target / "metadata.json").read_text())
+    assert list(metadata["databases"]) == ["fwsurvey"]
+    assert {"verdicts", "releases_per_year"} <= set(metadata["databases"]["fwsurvey"]["queries"])
+    assert "settings" not in metadata and "immutable" not in metadata
+
+    requirements = (target / "requirements.txt").read_text().splitlines()[1:]
+    assert "datasette==0.65.5" in requirements and "datasette-vega==0.6.2" in requirements
+    assert all("==" in line for line in requirements)
+    assert not any(line.lower().startswith(("pip==", "torch", "selenium"))
+                   for line in requirements)
+
+    serve = (target / "serve.sh").read_text()
+    assert ('"${DATASETTE:-datasette}" serve -i fwsurvey.db --metadata metadata.json'
+            " --setting sql_time_limit_ms 3000") in serve
+    assert "--setting allow_download off" in serve
+    assert (target / "serve.sh").stat().st_mode & 0o111
+    assert "CMD [\"sh\", \"serve.sh\"]" in (target / "Dockerfile").read_text()
+    assert (target / "report" / "report.md").read_text() == "# Report\n"
+
+    manifest = json.loads((target / "publication.json").read_text())
+    data = (target / "fwsurvey.db").read_bytes()
+    assert manifest["database"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["database"]["latest_run"]["command"] == "in-the-wal"
+    assert manifest["report"] == "report/"
+    assert "sh serve.sh" in (target / "README.md").read_text()
+
+
+def test_published_folder_serves_read_only_with_its_own_command(survey, tmp_path):
+    config, db = survey
+    target = tmp_path / "site"
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    port = free_port()
+    datasette = Path(sys.executable).with_name("datasette")
+    with serving(["sh", "serve.sh"], port, tmp_path / "site.log", cwd=target,
+                 env={"DATASETTE": str(datasette), "PORT": str(port)}) as base:
+        plugins = requests.get(f"{base}/-/plugins.json", timeout=10).json()
+        assert {"name": "datasette-vega", "version": "0.6.2"}.items() <= plugins[0].items()
+        databases = requests.get(f"{base}/-/databases.json", timeout=10).json()
+        assert [(d["name"], d["is_mutable"]) for d in databases] == [("fwsurvey", False)]
+        settings = requests.get(f"{base}/-/settings.json", timeout=10).json()
+        assert settings["sql_time_limit_ms"] == 3000 and settings["allow_download"] is False
+        rows = requests.get(f"{base}/fwsurvey/verdicts.json?_shape=array", timeout=10).json()
+        assert len(rows) == Store(db).query("SELECT count(*) AS n FROM claims_latest")[0]["n"]
+        refused = requests.get(f"{base}/fwsurvey.json?sql=delete+from+runs", timeout=10)
+        assert refused.status_code == 400
+
+
+def test_non_empty_target_needs_force_and_force_replaces_it(survey, tmp_path, capsys):
+    config, db = survey
+    target = tmp_path / "site"
+    target.mkdir()
+    (target / "old.txt").write_text("previous publication")
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 2
+    assert "is not empty: choose another folder, or pass --force" in capsys.readouterr().err
+    assert (target / "old.txt").exists()
+    assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 0
+    assert {p.name for p in target.iterdir()} == EXPECTED_FILES
+    assert not list(tmp_path.glob(".site.*"))
+
+
+def test_empty_target_is_used(survey, tmp_path):
+    config, db = survey
+    (tmp_path / "site").mkdir()
+    assert invoke("publish", str(tmp_path / "site"), "--config", config, "--db", str(db)) == 0
+    assert (tmp_path / "site" / "fwsurvey.db").exists()
+
+
+def test_missing_database_is_a_usage_error(write_config, tmp_path, capsys):
+    assert invoke("publish", str(tmp_path / "site"), "--config", str(write_config()),
+                  "--db", str(tmp_path / "none.db")) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
+
+
+def test_target_that_holds_the_database_is_refused(survey, tmp_path, capsys):
+    config, db = survey
+    assert invoke("publish", str(db.parent), "--force", "--config", config,
+                  "--db", str(db)) == 2
+    assert "publish into a folder of its own" in capsys.readouterr().err
+    assert db.exists()
+
+
+def test_a_failure_leaves_nothing_half_made(survey, tmp_path, monkeypatch):
+    config, db = survey
+    target = tmp_path / "site"
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    before = (target / "publication.json").read_text()
+
+    def broken() -> list[str]:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(publish, "pinned_requirements", broken)
+    assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 1
+    assert (target / "publication.json").read_text() == before  # the previous one, intact
+    assert invoke("publish", str(tmp_path / "new"), "--config", config, "--db", str(db)) == 1
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_publish_waits_for_no_run_it_exits_75(survey, tmp_path, capsys):
+    config, db = survey
+    with RunLock(db):
+        assert invoke("publish", str(tmp_path / "site"), "--config", config,
+                      "--db", str(db)) == cli.EXIT_LOCKED
+    assert "publish when it has finished" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
+
+
+def test_generated_canned_queries_reach_serve_and_publish(survey, tmp_path, monkeypatch):
+    config, db = survey
+    generated = {"claim_example": {"title": "One claim", "sql": "select 1 as one"}}
+    monkeypatch.setattr(publish, "canned_queries_for", lambda survey, db_path: generated)
+
+    target = tmp_path / "site"
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    queries = json.loads((target / "metadata.json").read_text())["databases"]["fwsurvey"][
+        "queries"]
+    assert queries["claim_example"] == generated["claim_example"] and "verdicts" in queries
+
+    executed = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, args: executed.append(args))
+    assert invoke("serve", "--config", config, "--db", str(db)) == 0
+    served = Path(executed[0][executed[0].index("--metadata") + 1])
+    assert "claim_example" in json.loads(served.read_text())["databases"]["fwsurvey"]["queries"]
+
+
+def test_generated_queries_may_not_replace_datasette_yml_ones():
+    config = load_datasette_yml(REPO / "datasette.yml")
+    with pytest.raises(ConfigError, match="reuse its names: verdicts"):
+        metadata_for(config, Path("x.db"), {"verdicts": {"sql": "select 1"}})
