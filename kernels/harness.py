@@ -154,7 +154,9 @@ class Stepper:
             self.trainer.run(1)
             # On N devices Loop returns one loss per device, each over its equal slice.
             return float(np.mean(np.asarray(self._last_loss)))
-        return float(self.trainer())
+        loss = self.trainer()
+        # Reading the loss back synchronises the step; detached, as a user would log it.
+        return float(loss.detach() if hasattr(loss, "detach") else loss)
 
 
 def quantiles(values: list[float]) -> tuple[float, float, float]:
