@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def inventory(framework: str, spec: dict[str, SurfaceCategory], *, paths: tuple[
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps({
             "paths": list(paths),
-            "categories": {cat: asdict(c) for cat, c in spec.items()},
+            "categories": {cat: c.model_dump() for cat, c in spec.items()},
             "probes": list(probes),
         }), encoding="utf-8")
         try:

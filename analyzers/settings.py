@@ -1,7 +1,7 @@
 """The analyzers' settings: ``[analyzers.ergonomics]``, ``[analyzers.library_surface.FW]``
 and ``[analyzers.distributed_strategies.FW]``.
 
-Validated here, the way a collector validates its options, with errors that name the dotted
+Described by models (:mod:`fwsurvey.model`), so every mistake is one error naming the dotted
 key. Everything framework-specific (ceremony calls, where each library keeps its layers,
 optimizers, ...) lives in the configuration, so a new framework needs only config and its
 paired files.
@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fwsurvey.config import ConfigError, SurveyConfig
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, RootModel, ValidationInfo
+
+from fwsurvey.config import SurveyConfig
+from fwsurvey.model import ConfigModel, validate
 
 #: Metrics the composite may weigh (columns of ergonomics_metrics).
 COMPOSITE_METRICS = (
@@ -32,10 +36,7 @@ DEFAULT_WEIGHTS = {"concepts": 1.0, "call_sites": 0.5, "keyword_args": 0.25,
 #: Library surface categories, in report order.
 SURFACE_CATEGORIES = ("layers", "combinators", "losses_metrics", "optimizers", "lr_schedules",
                       "data", "models", "export", "distributed")
-_CATEGORY_KEYS = {"modules": list, "symbols": list, "exclude": list, "bases": list,
-                  "exclude_bases": list,
-                  "kinds": list, "defined_in": list, "exclude_defined_in": list, "note": str}
-_KINDS = {"class", "function"}
+_KINDS = ("class", "function")
 
 #: Distributed training strategies, in report order.
 STRATEGIES = ("data_parallel", "fully_sharded", "tensor_parallel", "pipeline_parallel",
@@ -44,6 +45,90 @@ STRATEGIES = ("data_parallel", "fully_sharded", "tensor_parallel", "pipeline_par
 #: ``trax.supervised.training.Loop(n_devices)``.
 STRATEGY_SYMBOL = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)(?:\((\w+)\))?")
 
+
+# -- value types: validators raise ValueError with the message the user sees ----------------
+
+def _configured(name: str, info: ValidationInfo) -> str:
+    """A framework key of ``[frameworks]`` (the validation context carries them)."""
+    if name not in (info.context or {}).get("frameworks", ()):
+        raise ValueError(f"{name!r} is not a configured framework")
+    return name
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _metric(name: str) -> str:
+    if name not in COMPOSITE_METRICS:
+        raise ValueError(f"unknown metric; one of {', '.join(COMPOSITE_METRICS)}")
+    return name
+
+
+def _weight(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _some_weight(weights: dict[str, float]) -> dict[str, float]:
+    if not any(weights.values()):
+        raise ValueError("at least one weight must be > 0")
+    return weights
+
+
+def _category(name: str) -> str:
+    if name not in SURFACE_CATEGORIES:
+        raise ValueError(f"unknown category; one of {', '.join(SURFACE_CATEGORIES)}")
+    return name
+
+
+def _kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    bad = set(kinds) - set(_KINDS)
+    if bad:
+        raise ValueError(f"{sorted(bad)[0]!r} is not class or function")
+    return kinds
+
+
+def _strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy; one of {', '.join(STRATEGIES)}, or notes")
+    return name
+
+
+def _noted_strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ValueError(f"expected a strategy ({', '.join(STRATEGIES)}) and a string")
+    return name
+
+
+def _symbols(names: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n for n in names if not STRATEGY_SYMBOL.fullmatch(n)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a dotted name or Name(parameter)")
+    return names
+
+
+FrameworkKey = Annotated[str, AfterValidator(_configured)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+
+
+class _Root(RootModel):
+    """A table whose keys are data (framework names, strategies), validated by their type."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+# -- [analyzers.ergonomics] --------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ErgonomicsSettings:
@@ -63,116 +148,69 @@ class ErgonomicsSettings:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class SurfaceCategory:
-    """Where one category of a library's public API lives, and how to recognise it."""
+class ErgonomicsTable(ConfigModel):
+    """``[analyzers.ergonomics]`` as written (every key optional)."""
 
-    modules: tuple[str, ...] = ()
-    symbols: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    bases: tuple[str, ...] = ()
-    exclude_bases: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ("class", "function")
-    defined_in: tuple[str, ...] = ()
-    exclude_defined_in: tuple[str, ...] = ()
-    note: str = ""
-
-
-def _table(config: SurveyConfig, raw: Any, key: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(config.path, key, f"expected a table, got {raw!r}")
-    return raw
-
-
-def _str_list(config: SurveyConfig, value: Any, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(config.path, key, f"expected a list of non-empty strings, got {value!r}")
-    return tuple(value)
-
-
-def _framework_key(config: SurveyConfig, name: str, key: str) -> None:
-    if name not in config.frameworks:
-        raise ConfigError(config.path, key, f"{name!r} is not a configured framework")
+    kernels: str = "kernels"
+    workers: PositiveInt = 2
+    max_file_bytes: PositiveInt = 2_000_000
+    #: Framework → calls counted as training-loop ceremony (matched by their last name).
+    ceremony: dict[FrameworkKey, Names] = {}
+    #: Metric → weight in the composite; default: DEFAULT_WEIGHTS.
+    weights: Annotated[dict[Annotated[str, AfterValidator(_metric)],
+                            Annotated[float, BeforeValidator(_weight)]],
+                       AfterValidator(_some_weight)] | None = None
 
 
 def ergonomics_settings(config: SurveyConfig) -> ErgonomicsSettings:
     """Validate ``[analyzers.ergonomics]`` (every key optional)."""
-    prefix = "analyzers.ergonomics"
-    raw = _table(config, config.analyzers.get("ergonomics"), prefix)
-    known = {"kernels", "workers", "max_file_bytes", "ceremony", "weights"}
-    for k in raw:
-        if k not in known:
-            raise ConfigError(config.path, f"{prefix}.{k}", "unknown key (misspelt?)")
-    kernels = raw.get("kernels", "kernels")
-    if not isinstance(kernels, str):
-        raise ConfigError(config.path, f"{prefix}.kernels", f"expected a string, got {kernels!r}")
-    workers = raw.get("workers", 2)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(config.path, f"{prefix}.workers",
-                          f"expected a positive integer, got {workers!r}")
-    max_bytes = raw.get("max_file_bytes", 2_000_000)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ConfigError(config.path, f"{prefix}.max_file_bytes",
-                          f"expected a positive integer, got {max_bytes!r}")
-    ceremony: dict[str, tuple[str, ...]] = {}
-    for fw, names in _table(config, raw.get("ceremony"), f"{prefix}.ceremony").items():
-        _framework_key(config, fw, f"{prefix}.ceremony.{fw}")
-        ceremony[fw] = _str_list(config, names, f"{prefix}.ceremony.{fw}")
-    weights = dict(DEFAULT_WEIGHTS)
-    if "weights" in raw:
-        weights = {}
-        for metric, w in _table(config, raw["weights"], f"{prefix}.weights").items():
-            key = f"{prefix}.weights.{metric}"
-            if metric not in COMPOSITE_METRICS:
-                raise ConfigError(config.path, key,
-                                  f"unknown metric; one of {', '.join(COMPOSITE_METRICS)}")
-            if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
-                raise ConfigError(config.path, key, f"expected a number >= 0, got {w!r}")
-            weights[metric] = float(w)
-        if not any(weights.values()):
-            raise ConfigError(config.path, f"{prefix}.weights", "at least one weight must be > 0")
+    table = validate(ErgonomicsTable, config.analyzers.get("ergonomics", {}), config.path,
+                     "analyzers.ergonomics", context=_context(config))
     imports = {key: fw.imports or (key,) for key, fw in config.frameworks.items()}
-    path = Path(kernels).expanduser()
+    path = Path(table.kernels).expanduser()
     return ErgonomicsSettings(
         kernels=path if path.is_absolute() else config.path.parent / path,
-        workers=workers, max_file_bytes=max_bytes,
-        ceremony=ceremony, weights=weights, imports=imports)
+        workers=table.workers, max_file_bytes=table.max_file_bytes,
+        ceremony=dict(table.ceremony),
+        weights=dict(table.weights) if table.weights is not None else dict(DEFAULT_WEIGHTS),
+        imports=imports)
+
+
+# -- [analyzers.library_surface.FW.CATEGORY] ---------------------------------------------------
+
+class SurfaceCategory(ConfigModel):
+    """Where one category of a library's public API lives, and how to recognise it."""
+
+    modules: Names = ()
+    symbols: Names = ()
+    exclude: Names = ()
+    bases: Names = ()
+    exclude_bases: Names = ()
+    kinds: Annotated[Names, AfterValidator(_kinds)] = _KINDS
+    defined_in: Names = ()
+    exclude_defined_in: Names = ()
+    note: str = ""
+
+
+class SurfaceSection(_Root):
+    """``[analyzers.library_surface]``: framework → category → where it lives."""
+
+    root: dict[FrameworkKey, dict[Annotated[str, AfterValidator(_category)], SurfaceCategory]] = {}
 
 
 def surface_settings(config: SurveyConfig) -> dict[str, dict[str, SurfaceCategory]]:
     """Validate ``[analyzers.library_surface.FRAMEWORK.CATEGORY]`` tables."""
-    prefix = "analyzers.library_surface"
-    raw = _table(config, config.analyzers.get("library_surface"), prefix)
-    result: dict[str, dict[str, SurfaceCategory]] = {}
-    for fw, categories in raw.items():
-        _framework_key(config, fw, f"{prefix}.{fw}")
-        result[fw] = {}
-        for cat, table in _table(config, categories, f"{prefix}.{fw}").items():
-            key = f"{prefix}.{fw}.{cat}"
-            if cat not in SURFACE_CATEGORIES:
-                raise ConfigError(config.path, key,
-                                  f"unknown category; one of {', '.join(SURFACE_CATEGORIES)}")
-            table = _table(config, table, key)
-            values: dict[str, Any] = {}
-            for k, v in table.items():
-                if k not in _CATEGORY_KEYS:
-                    raise ConfigError(config.path, f"{key}.{k}", "unknown key (misspelt?)")
-                if _CATEGORY_KEYS[k] is str:
-                    if not isinstance(v, str):
-                        raise ConfigError(config.path, f"{key}.{k}",
-                                          f"expected a string, got {v!r}")
-                    values[k] = v
-                else:
-                    values[k] = _str_list(config, v, f"{key}.{k}")
-            bad = set(values.get("kinds", ())) - _KINDS
-            if bad:
-                raise ConfigError(config.path, f"{key}.kinds",
-                                  f"{sorted(bad)[0]!r} is not class or function")
-            result[fw][cat] = SurfaceCategory(**values)
-    return result
+    return validate(SurfaceSection, config.analyzers.get("library_surface", {}), config.path,
+                    "analyzers.library_surface", context=_context(config)).root
 
+
+def surface_fingerprint(spec: Mapping[str, SurfaceCategory]) -> str:
+    """A short hash of one framework's surface spec."""
+    data = {cat: c.model_dump() for cat, c in sorted(spec.items())}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- [analyzers.distributed_strategies.FW] -----------------------------------------------------
 
 @dataclass(frozen=True)
 class StrategySpec:
@@ -186,40 +224,59 @@ class StrategySpec:
         return tuple(dict.fromkeys(s for names in self.symbols.values() for s in names))
 
 
+class StrategiesSection(_Root):
+    """``[analyzers.distributed_strategies]``: framework → its table (read below)."""
+
+    root: dict[FrameworkKey, dict[str, Any]] = {}
+
+
+class StrategySymbols(_Root):
+    """One framework's strategies (``notes`` aside): strategy → the symbols implementing it."""
+
+    root: dict[Annotated[str, AfterValidator(_strategy)],
+               Annotated[Names, AfterValidator(_symbols)]]
+
+
+class StrategyNotes(_Root):
+    """One framework's ``notes``: strategy → what a user does (where nothing is shipped)."""
+
+    root: dict[Annotated[str, AfterValidator(_noted_strategy)], str]
+
+
 def strategy_settings(config: SurveyConfig) -> dict[str, StrategySpec]:
     """Validate ``[analyzers.distributed_strategies.FRAMEWORK]``: strategy → symbols, and
     ``notes`` (strategy → text), e.g. what a user does where nothing is shipped."""
     prefix = "analyzers.distributed_strategies"
-    raw = _table(config, config.analyzers.get("distributed_strategies"), prefix)
+    section = validate(StrategiesSection, config.analyzers.get("distributed_strategies", {}),
+                       config.path, prefix, context=_context(config)).root
     result = {}
-    for fw, table in raw.items():
-        _framework_key(config, fw, f"{prefix}.{fw}")
-        symbols: dict[str, tuple[str, ...]] = {}
-        notes: dict[str, str] = {}
-        for key, value in _table(config, table, f"{prefix}.{fw}").items():
-            dotted = f"{prefix}.{fw}.{key}"
-            if key == "notes":
-                for strategy, text in _table(config, value, dotted).items():
-                    if strategy not in STRATEGIES or not isinstance(text, str):
-                        raise ConfigError(config.path, f"{dotted}.{strategy}",
-                                          f"expected a strategy ({', '.join(STRATEGIES)}) "
-                                          "and a string")
-                    notes[strategy] = text
-                continue
-            if key not in STRATEGIES:
-                raise ConfigError(config.path, dotted,
-                                  f"unknown strategy; one of {', '.join(STRATEGIES)}, or notes")
-            names = _str_list(config, value, dotted)
-            bad = [n for n in names if not STRATEGY_SYMBOL.fullmatch(n)]
-            if bad:
-                raise ConfigError(config.path, dotted,
-                                  f"{bad[0]!r} is not a dotted name or Name(parameter)")
-            symbols[key] = names
-        result[fw] = StrategySpec(symbols, notes)
+    for fw, table in section.items():
+        # ``notes`` holds text, every other key symbols: two models for one table.
+        symbols = validate(StrategySymbols, {k: v for k, v in table.items() if k != "notes"},
+                           config.path, f"{prefix}.{fw}").root
+        notes = validate(StrategyNotes, table.get("notes", {}), config.path,
+                         f"{prefix}.{fw}.notes").root
+        result[fw] = StrategySpec(dict(symbols), dict(notes))
     return result
 
 
-def surface_fingerprint(spec: dict[str, SurfaceCategory]) -> str:
-    """A short hash of one framework's surface spec."""
-    data = {cat: asdict(c) for cat, c in sorted(spec.items())}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+# -- [analyzers] -------------------------------------------------------------------------------
+
+class AnalyzersTables(ConfigModel):
+    """``[analyzers]``: which tables exist (each is read by its function above)."""
+
+    ergonomics: dict[str, Any] = {}
+    library_surface: dict[str, Any] = {}
+    distributed_strategies: dict[str, Any] = {}
+
+
+def check_settings(config: SurveyConfig) -> None:
+    """Validate every ``[analyzers.*]`` table; raises ConfigError naming the dotted key."""
+    validate(AnalyzersTables, config.analyzers, config.path, "analyzers")
+    ergonomics_settings(config)
+    surface_settings(config)
+    strategy_settings(config)
+
+
+def _context(config: SurveyConfig) -> dict[str, Any]:
+    return {"frameworks": config.frameworks}

@@ -30,7 +30,14 @@ import requests
 from fwsurvey.collectors.git_history import GitError, git
 from fwsurvey.config import SourceSettings, SurveyConfig
 from fwsurvey.http import USER_AGENT, call_with_retries, make_session, probe
-from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
+from fwsurvey.sources import (
+    Collector,
+    Item,
+    ItemNotFound,
+    Reachability,
+    Record,
+    SourceOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +119,22 @@ def clone_docs(clone: Path) -> dict[str, Any]:
     }
 
 
+class DocsOptions(SourceOptions):
+    """``[sources.docs]``'s own keys."""
+
+    #: Crawl bound when the site has no usable sitemap.
+    max_pages: int = 150
+    #: Seconds between crawled pages (robots.txt may ask more).
+    crawl_delay: float = 0.5
+
+
 class DocsCollector(Collector):
     """Table ``docs_metrics`` (history: one row per framework and origin per run)."""
 
     name = "docs"
     title = "Documentation sites and examples"
-    options = {"max_pages": int, "crawl_delay": float}
+    Options = DocsOptions
+    options: DocsOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
                  now: Callable[[], datetime] | None = None,
@@ -125,8 +142,8 @@ class DocsCollector(Collector):
         super().__init__(config, settings)
         self.now = now or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
-        self.max_pages = self.option("max_pages", 150)
-        self.crawl_delay = self.option("crawl_delay", 0.5)
+        self.max_pages = self.options.max_pages
+        self.crawl_delay = self.options.crawl_delay
         self.session = make_session()
 
     def items(self) -> list[Item]:

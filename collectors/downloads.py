@@ -18,9 +18,23 @@ import pypistats
 
 from fwsurvey.config import SourceSettings, SurveyConfig
 from fwsurvey.http import describe, get_allowing_404, make_session, probe, redact_url
-from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
+from fwsurvey.sources import (
+    Collector,
+    Item,
+    ItemNotFound,
+    Reachability,
+    Record,
+    SourceOptions,
+)
 
 log = logging.getLogger(__name__)
+
+
+class DownloadsOptions(SourceOptions):
+    """``[sources.downloads]``'s own keys."""
+
+    #: The pypistats API; default: pypistats' own endpoint.
+    api_url: str = pypistats.BASE_URL
 
 
 class DownloadsCollector(Collector):
@@ -28,12 +42,13 @@ class DownloadsCollector(Collector):
 
     name = "downloads"
     title = "PyPI download statistics (pypistats)"
-    options = {"api_url": str}
+    Options = DownloadsOptions
+    options: DownloadsOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
                  now: Callable[[], datetime] | None = None):
         super().__init__(config, settings)
-        self.api_url: str = self.option("api_url", pypistats.BASE_URL)
+        self.api_url = self.options.api_url
         if not self.api_url.endswith("/"):
             self.api_url += "/"
         self.now = now or (lambda: datetime.now(UTC))

@@ -22,7 +22,14 @@ from typing import Any
 
 from fwsurvey.collectors import chaoss
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
+from fwsurvey.sources import (
+    Collector,
+    Item,
+    ItemNotFound,
+    Reachability,
+    Record,
+    SourceOptions,
+)
 
 LAST_COMMIT = "last_commit"
 _SHORTSTAT = re.compile(r"(\d+) files? changed(?:, (\d+) insertions?\(\+\))?"
@@ -82,18 +89,26 @@ def parse_shortlog(text: str) -> dict[str, int]:
     return counts
 
 
+class GitOptions(SourceOptions):
+    """``[sources.git]``'s own keys."""
+
+    #: Window of the recent-activity metrics, in days.
+    window_days: int = 365
+
+
 class GitHistoryCollector(Collector):
     """Tables ``git_repos`` (history), ``git_commits``, ``git_tags`` and ``community_metrics``."""
 
     name = "git"
     title = "Git history of local clones"
-    options = {"window_days": int}
+    Options = GitOptions
+    options: GitOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
                  now: Callable[[], datetime] | None = None):
         super().__init__(config, settings)
         self.now = now or (lambda: datetime.now(UTC))
-        self.window_days = self.option("window_days", 365)
+        self.window_days = self.options.window_days
 
     def items(self) -> list[Item]:
         return [Item(fw.key, fw.key) for fw in self.config.frameworks.values() if fw.git_clone]

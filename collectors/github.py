@@ -45,6 +45,7 @@ from fwsurvey.sources import (
     PartialItem,
     Reachability,
     Record,
+    SourceOptions,
     SourceUnreachable,
 )
 
@@ -116,29 +117,38 @@ def github_errors(what: str) -> Iterator[None]:
         raise SourceUnreachable(f"{what}: {describe(exc)}") from None
 
 
+class GitHubOptions(SourceOptions):
+    """``[sources.github]``'s own keys (the shipped fwsurvey.toml describes each)."""
+
+    api_url: str = DEFAULT_API
+    #: The environment variable holding the token (never stored).
+    token_env: str = "GITHUB_TOKEN"
+    per_page: int = 100
+    #: Window of the CHAOSS issue and pull-request metrics, in days.
+    metrics_window_days: int = 90
+    issue_overlap_hours: int = 24
+    max_issue_pages: int = 100
+    #: How far back the first issue sync reaches; 0: all history; default: the metrics window.
+    history_days: int | None = None
+    max_contributor_pages: int = 10
+    max_response_lookups: int = 200
+    stats_attempts: int = 4
+    stats_wait: float = 2.0
+    max_rate_limit_wait: float = 60.0
+    secondary_rate_wait: float = 60.0
+    seconds_between_requests: float = 0.25
+    #: The HTTP cache ("off" disables it); default: http-cache/github beside the database.
+    http_cache: str | None = None
+
+
 class GitHubCollector(Collector):
     """Tables ``github_repos`` (history), ``github_issues``, ``github_releases``,
     ``github_contributors``, ``github_commit_activity`` and ``community_metrics``."""
 
     name = "github"
     title = "GitHub repository activity and CHAOSS metrics"
-    options = {
-        "api_url": str,
-        "token_env": str,
-        "per_page": int,
-        "metrics_window_days": int,
-        "issue_overlap_hours": int,
-        "max_issue_pages": int,
-        "history_days": int,
-        "max_contributor_pages": int,
-        "max_response_lookups": int,
-        "stats_attempts": int,
-        "stats_wait": float,
-        "max_rate_limit_wait": float,
-        "secondary_rate_wait": float,
-        "seconds_between_requests": float,
-        "http_cache": str,
-    }
+    Options = GitHubOptions
+    options: GitHubOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
                  now: Callable[[], datetime] | None = None,
@@ -148,25 +158,27 @@ class GitHubCollector(Collector):
 
         self.now = now or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
-        self.per_page = self.option("per_page", 100)
-        self.window_days = self.option("metrics_window_days", 90)
-        self.overlap = timedelta(hours=self.option("issue_overlap_hours", 24))
-        self.max_issue_pages = self.option("max_issue_pages", 100)
+        options = self.options
+        self.per_page = options.per_page
+        self.window_days = options.metrics_window_days
+        self.overlap = timedelta(hours=options.issue_overlap_hours)
+        self.max_issue_pages = options.max_issue_pages
         # How far back the first issue sync reaches; 0: all history. Later runs go on from
         # the watermark. The default covers the metrics window.
-        self.history_days = self.option("history_days", self.window_days)
-        self.max_contributor_pages = self.option("max_contributor_pages", 10)
-        self.max_response_lookups = self.option("max_response_lookups", 200)
-        self.stats_attempts = self.option("stats_attempts", 4)
-        self.stats_wait = self.option("stats_wait", 2.0)
-        cache = self.option("http_cache", str(config.database.parent / "http-cache" / "github"))
+        self.history_days = (options.history_days if options.history_days is not None
+                             else self.window_days)
+        self.max_contributor_pages = options.max_contributor_pages
+        self.max_response_lookups = options.max_response_lookups
+        self.stats_attempts = options.stats_attempts
+        self.stats_wait = options.stats_wait
+        cache = options.http_cache or str(config.database.parent / "http-cache" / "github")
         self.http_cache: Path | None = None if cache == "off" else Path(cache)
-        token = os.environ.get(self.option("token_env", "GITHUB_TOKEN")) or None
+        token = os.environ.get(options.token_env) or None
         retry = GithubRetry(
             total=self.settings.retries - 1,
             backoff_factor=self.settings.backoff,
-            secondary_rate_wait=self.option("secondary_rate_wait", 60.0),
-            max_rate_limit_wait=self.option("max_rate_limit_wait", 60.0),
+            secondary_rate_wait=options.secondary_rate_wait,
+            max_rate_limit_wait=options.max_rate_limit_wait,
         )
         self.authenticated = token is not None
         # For the one endpoint asked outside PyGithub; never logged or stored.
@@ -177,11 +189,11 @@ class GitHubCollector(Collector):
         self.session = make_session()
         self.gh = Github(
             auth=Auth.Token(token) if token else None,
-            base_url=self.option("api_url", DEFAULT_API),
+            base_url=options.api_url,
             timeout=int(self.settings.timeout),
             per_page=self.per_page,
             retry=retry,
-            seconds_between_requests=self.option("seconds_between_requests", 0.25),
+            seconds_between_requests=options.seconds_between_requests,
             seconds_between_writes=0,
         )
 

@@ -37,7 +37,14 @@ from fwsurvey.http import (
     probe,
     redact_url,
 )
-from fwsurvey.sources import Collector, Item, ItemNotFound, Reachability, Record
+from fwsurvey.sources import (
+    Collector,
+    Item,
+    ItemNotFound,
+    Reachability,
+    Record,
+    SourceOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +153,22 @@ def latest_final_version(releases: Iterable[dict[str, Any]]) -> str | None:
     return max(finals, key=Version) if finals else None
 
 
+class PyPIOptions(SourceOptions):
+    """``[sources.pypi]``'s own keys."""
+
+    #: A Simple API endpoint; default: pypi-simple's (the public index).
+    index_url: str = PYPI_SIMPLE_ENDPOINT
+    #: The JSON API base; default: derived from index_url (".../simple/" -> ".../pypi/").
+    json_api_url: str | None = None
+
+
 class PyPICollector(Collector):
     """Releases (``pypi_releases``) and package snapshots (``pypi_packages``)."""
 
     name = "pypi"
     title = "PyPI releases and package metadata"
-    options = {"index_url": str, "json_api_url": str}
+    Options = PyPIOptions
+    options: PyPIOptions
 
     def __init__(
         self,
@@ -160,10 +177,10 @@ class PyPICollector(Collector):
         now: Callable[[], datetime] | None = None,
     ):
         super().__init__(config, settings)
-        self.index_url: str = self.option("index_url", PYPI_SIMPLE_ENDPOINT)
+        self.index_url = self.options.index_url
         if not self.index_url.endswith("/"):
             self.index_url += "/"
-        self.json_api_url: str | None = self.option("json_api_url", json_api_base(self.index_url))
+        self.json_api_url = self.options.json_api_url or json_api_base(self.index_url)
         self.now = now or (lambda: datetime.now(UTC))
         self.session = make_session()
         self.client = PyPISimple(

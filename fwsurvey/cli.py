@@ -11,7 +11,6 @@ Exit codes, for schedulers:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -28,9 +27,38 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fwsurvey import __version__
-from fwsurvey.config import DEFAULT_CONFIG_NAME, ConfigError, SurveyConfig, load_config
-from fwsurvey.lock import LockHeld
-from fwsurvey.store import SourceOutcome
+from fwsurvey.analyzers.stage import AnalyzeStage
+from fwsurvey.claims import (
+    ClaimsStage,
+    check_sql,
+    default_registry_path,
+    load_registry,
+    metrics_for,
+    sql_listing,
+)
+from fwsurvey.collectors import SOURCES
+from fwsurvey.collectors.stage import CollectStage
+from fwsurvey.config import DEFAULT_CONFIG_NAME, ConfigError, SurveyConfig
+from fwsurvey.kernels.stage import (
+    TrainOptions,
+    TrainStage,
+    options_from_config,
+    plan,
+    scaling_counts,
+)
+from fwsurvey.lock import LockHeld, RunLock
+from fwsurvey.pipeline import STAGES, RunResult, load_survey, run_survey
+from fwsurvey.publish import (
+    PublishError,
+    canned_queries_for,
+    datasette_command,
+    load_datasette_yml,
+    publish_folder,
+    write_metadata,
+)
+from fwsurvey.reports.render import render_report
+from fwsurvey.stage import Stage
+from fwsurvey.store import SourceOutcome, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_LOCKED = 0, 1, 2, 3, 75
 STATUS_EXIT = {"ok": EXIT_OK, "degraded": EXIT_DEGRADED, "failed": EXIT_FAILED}
@@ -63,10 +91,8 @@ def _common(fn: Callable) -> Callable:
     @click.option("-v", "--verbose", is_flag=True, help="Log details and full tracebacks.")
     @functools.wraps(fn)
     def wrapper(config_path: Path, db_path: Path | None, verbose: bool, **kwargs: Any):
-        ctx = click.get_current_context()
-        ctx.meta["verbose"] = verbose
         _setup_logging(verbose)
-        config = load_config(config_path)
+        config = load_survey(config_path)
         return fn(config=config, db_path=(db_path or config.database).absolute(), **kwargs)
 
     return wrapper
@@ -96,6 +122,8 @@ class RichProgress:
         self.tasks[source] = self.progress.add_task(source, total=total, item="")
 
     def item_done(self, source: str, item: str) -> None:
+        if source not in self.tasks:  # a unit that did not say how many items it has
+            self.source_started(source, 0)
         self.progress.update(self.tasks[source], advance=1, item=item)
         if not err.is_terminal:  # a log file (cron, CI): one line per item instead of bars
             task = self.progress.tasks[self.tasks[source]]
@@ -126,17 +154,12 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
     err.print(table)
 
 
-def _run(config: SurveyConfig, db_path: Path, stages: tuple[str, ...],
-         sources: list[str] | None, command: str, report_dir: Path | None = None,
-         analyze_paths: list[Path] | None = None, train_options: Any = None):
-    from fwsurvey.pipeline import run_survey
-
+def _run(config: SurveyConfig, db_path: Path, stages: list[Stage | str],
+         command: str) -> RunResult:
     try:
         with _progress() as progress:
-            result = run_survey(config, db_path, stages=stages, sources=sources,
-                                command=command, progress=RichProgress(progress),
-                                report_dir=report_dir, analyze_paths=analyze_paths,
-                                train_options=train_options)
+            result = run_survey(config, db_path, stages=stages, command=command,
+                                progress=RichProgress(progress))
     except LockHeld as exc:
         raise Failure(f"{exc}; try again when it has finished", EXIT_LOCKED) from None
     except ValueError as exc:
@@ -157,7 +180,11 @@ def cli() -> None:
 @_common
 def collect(config: SurveyConfig, db_path: Path, sources: tuple[str, ...]) -> None:
     """Collect community and release data from every configured source."""
-    result = _run(config, db_path, ("collect",), list(sources) or None,
+    try:
+        stage = CollectStage(sources=list(sources) or None)
+    except ValueError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    result = _run(config, db_path, [stage],
                   shlex.join(["collect", *[f"--source={s}" for s in sources]]))
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
@@ -171,9 +198,6 @@ def collect(config: SurveyConfig, db_path: Path, sources: tuple[str, ...]) -> No
 @_common
 def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: int | None):
     """Render the Markdown report (and its charts) from the database."""
-    from fwsurvey.reports.render import render_report
-    from fwsurvey.store import Store
-
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
     store = Store(db_path)
@@ -191,20 +215,29 @@ def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: in
               help="Only validate the registry (and its SQL against the schema); no database.")
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Claims registry [default: survey.claims, else claims.toml].")
+@click.option("--show-sql", "show_sql", metavar="ID", default=None,
+              help="Print the SQL that metric ID (or each metric of claim ID) runs, with its"
+                   " parameters, to paste into Datasette; judge nothing.")
 @_common
-def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | None) -> None:
+def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | None,
+           show_sql: str | None) -> None:
     """Judge every claim of the registry against the database, and re-render the report.
 
     Each verdict (supported, contradicted, mixed, insufficient evidence) is stored with the
     evidence rows behind it (tables claims and claim_evidence).
     """
-    from fwsurvey.claims import check_sql, default_registry_path, load_registry
-
     path = registry or default_registry_path(config)
     try:
         loaded = load_registry(path)
     except ConfigError as exc:
         raise Failure(str(exc), EXIT_USAGE) from None
+    if show_sql is not None:
+        try:
+            metrics = metrics_for(loaded, show_sql)
+        except KeyError:
+            raise Failure(f"{path}: no metric or claim {show_sql!r}", EXIT_USAGE) from None
+        click.echo(sql_listing(metrics, config, _newest_judged_run(db_path)))
+        return
     problems = check_sql(loaded)
     if problems:
         raise Failure(f"{path}:\n  " + "\n  ".join(problems), EXIT_USAGE)
@@ -213,9 +246,7 @@ def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | No
         return
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
-    if registry is not None:
-        config = dataclasses.replace(config, claims=registry.absolute())
-    result = _run(config, db_path, ("claims", "report"), None, "claims")
+    result = _run(config, db_path, [ClaimsStage(registry=path), "report"], "claims")
     _print_verdicts(db_path, result.run_id)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     if result.report:
@@ -223,9 +254,20 @@ def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | No
     sys.exit(STATUS_EXIT[result.status])
 
 
-def _print_verdicts(db_path: Path, run_id: int) -> None:
-    from fwsurvey.store import Store
+def _newest_judged_run(db_path: Path) -> int | None:
+    """The run whose verdicts the database shows (its survey_frameworks rows exist)."""
+    if not db_path.exists():
+        return None
+    store = Store(db_path, migrate=False)
+    try:
+        if "claims" not in store.db.table_names():
+            return None
+        return store.query("SELECT MAX(run_id) AS run_id FROM claims")[0]["run_id"]
+    finally:
+        store.close()
 
+
+def _print_verdicts(db_path: Path, run_id: int) -> None:
     store = Store(db_path)
     try:
         rows = store.query("SELECT claim_id, verdict, key_numbers FROM claims WHERE run_id = ?"
@@ -252,8 +294,8 @@ def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> Non
     implementations under kernels/. With PATHS (files, folders, notebooks): any code,
     scored the same way; it is read, never imported or run.
     """
-    result = _run(config, db_path, ("analyze",), None,
-                  shlex.join(["analyze", *map(str, paths)]), analyze_paths=list(paths) or None)
+    result = _run(config, db_path, [AnalyzeStage(paths=list(paths) or None)],
+                  shlex.join(["analyze", *map(str, paths)]))
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
 
@@ -280,8 +322,6 @@ def train(config: SurveyConfig, db_path: Path, profile: str, tasks: tuple[str, .
           frameworks: tuple[str, ...], device: str | None,
           experiments: tuple[str, ...], scaling: tuple[int, ...]) -> None:
     """Run the paired reference trainings side by side and store what they measured."""
-    from fwsurvey.kernels.stage import TrainOptions, plan
-
     default_experiments = () if scaling else ("train", "dynamic")
     options = TrainOptions(profile, tasks, frameworks, device,
                            experiments or default_experiments, scaling=scaling)
@@ -298,15 +338,13 @@ def train(config: SurveyConfig, db_path: Path, profile: str, tasks: tuple[str, .
                           *([f"--device={device}"] if device else []),
                           *[f"--experiment={e}" for e in experiments],
                           *([f"--scaling={','.join(map(str, scaling))}"] if scaling else [])])
-    result = _run(config, db_path, ("train",), None, command, train_options=options)
+    result = _run(config, db_path, [TrainStage(options)], command)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
 
 
 def _device_counts(value: str | None) -> tuple[int, ...]:
     """``--scaling 1,2,4`` as validated device counts."""
-    from fwsurvey.kernels.stage import scaling_counts
-
     if value is None:
         return ()
     try:
@@ -321,16 +359,15 @@ def _device_counts(value: str | None) -> tuple[int, ...]:
 def run(config: SurveyConfig, db_path: Path) -> None:
     """Run every stage: collect all sources, analyze code and libraries, train the paired
     kernels (quick profile), judge the claims, write the report."""
-    from fwsurvey.kernels.stage import options_from_config, plan
-
     options = options_from_config(config)  # a bad [kernels] table fails before the run
     if options.enabled:
         try:
             plan(config, options)
         except ValueError as exc:
             raise Failure(f"{config.path.name}: kernels: {exc}", EXIT_USAGE) from None
-    result = _run(config, db_path, ("collect", "analyze", "train", "claims", "report"), None,
-                  "run", train_options=options)
+    stages: list[Stage | str] = [TrainStage(options) if name == TrainStage.name else name
+                                 for name in STAGES]
+    result = _run(config, db_path, stages, "run")
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     if result.report:
         err.print(f"Report: {result.report}")
@@ -346,19 +383,11 @@ def run(config: SurveyConfig, db_path: Path) -> None:
 @_common
 def serve(config: SurveyConfig, db_path: Path, host: str, port: int) -> None:
     """Browse the database in Datasette (read-only), with datasette.yml's metadata."""
-    from fwsurvey.publish import (
-        canned_queries_for,
-        datasette_command,
-        load_datasette_yml,
-        write_metadata,
-    )
-    from fwsurvey.store import Store
-
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
     ds_config = load_datasette_yml(config.datasette)
     Store(db_path).close()  # migrate if needed and fold the WAL in: -i ignores the WAL
-    metadata = write_metadata(ds_config, db_path, canned_queries_for(config, db_path))
+    metadata = write_metadata(ds_config, db_path, canned_queries_for(db_path))
     command = datasette_command(db_path, metadata, ds_config, host, port)
     err.print(f"Serving {db_path} at http://{host}:{port}/ (Ctrl-C to stop)")
     sys.stdout.flush()
@@ -378,15 +407,12 @@ def publish_command(config: SurveyConfig, db_path: Path, target: Path, force: bo
     """Write TARGET, a folder that hosts the survey read-only: a consistent copy of the
     database, Datasette metadata and settings, the report, pinned requirements, serve.sh
     and a Dockerfile."""
-    from fwsurvey.lock import RunLock
-    from fwsurvey.publish import PublishError, load_datasette_yml, publish_folder
-
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
     ds_config = load_datasette_yml(config.datasette)
     try:
         with RunLock(db_path):  # publish a finished run, never one half-written
-            path = publish_folder(db_path, target, ds_config, config,
+            path = publish_folder(db_path, target, ds_config,
                                   report_dir=report_dir or config.report_dir, force=force)
     except LockHeld as exc:
         raise Failure(f"{exc}; publish when it has finished", EXIT_LOCKED) from None
@@ -401,9 +427,6 @@ def publish_command(config: SurveyConfig, db_path: Path, target: Path, force: bo
 @_common
 def status(config: SurveyConfig, db_path: Path) -> None:
     """Configured sources, whether each is reachable now (and why not), and the last run."""
-    from fwsurvey.pipeline import collector_classes
-    from fwsurvey.store import Store
-
     table = Table(title=f"Sources ({config.path.name})", title_justify="left")
     for col in ("source", "enabled", "reachable", "detail", "last run"):
         table.add_column(col)
@@ -417,7 +440,7 @@ def status(config: SurveyConfig, db_path: Path) -> None:
     else:
         latest = None
     unreachable = False
-    for name, cls in collector_classes().items():
+    for name, cls in SOURCES.items():
         settings = config.source(name)
         prev = last.get(name)
         prev_text = f"{prev['status']} (run {prev['run_id']})" if prev else "never"

@@ -1,9 +1,14 @@
 """Survey configuration: which frameworks to compare and how to reach their sources.
 
 The configuration is a TOML file (``fwsurvey.toml`` by default). Adding a framework to the
-survey needs only a new ``[frameworks.NAME]`` table. Every problem is reported as a
-:class:`ConfigError` naming the file and the dotted key, e.g.
-``fwsurvey.toml: frameworks.trax.pypi: expected a list of strings, got 'trax'``.
+survey needs only a new ``[frameworks.NAME]`` table. The file is described by the models
+below (:mod:`fwsurvey.model`), so every problem is one :class:`ConfigError` naming the file
+and the dotted key, e.g. ``fwsurvey.toml: frameworks.trax.pypi: expected a list, got 'trax'``.
+
+``[survey]``, ``[frameworks.*]`` and the keys every source shares (``enabled``, ``timeout``,
+``retries``, ``backoff``) are validated here. A source's own options, ``[analyzers.*]`` and
+``[kernels]`` are kept as written and validated by the stage that owns them
+(``Stage.check``), which is where their meaning lives.
 """
 
 from __future__ import annotations
@@ -13,24 +18,20 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict
+
+from fwsurvey.errors import ConfigError
+from fwsurvey.model import ConfigModel, validate
+
+__all__ = ["ConfigError", "Framework", "SourceSettings", "SurveyConfig", "load_config"]
 
 DEFAULT_CONFIG_NAME = "fwsurvey.toml"
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used, with the file and key at fault."""
-
-    def __init__(self, path: Path | str, key: str | None, message: str):
-        self.path = Path(path)
-        self.key = key
-        self.message = message
-        where = f"{self.path.name}: {key}: " if key else f"{self.path}: "
-        super().__init__(where + message)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,11 @@ class Framework:
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """Settings shared by every collector, plus the source's own options."""
+    """Settings shared by every collector, plus the source's own options.
+
+    ``options`` holds the source's other keys as written; the collector validates them
+    against its own options model (``Collector.Options``).
+    """
 
     name: str
     enabled: bool = True
@@ -73,7 +78,7 @@ class SurveyConfig:
     frameworks: dict[str, Framework]
     sources: dict[str, SourceSettings]
     sha256: str
-    #: ``[analyzers.*]`` tables, validated by the analyzers themselves (fwsurvey.analyzers).
+    #: ``[analyzers.*]`` tables, validated by the analyze stage (fwsurvey.analyzers.stage).
     analyzers: dict[str, Any] = field(default_factory=dict)
     #: The ``[kernels]`` table, validated by the train stage (fwsurvey.kernels.stage).
     kernels: dict[str, Any] = field(default_factory=dict)
@@ -90,60 +95,128 @@ class SurveyConfig:
         return {pkg: fw.key for fw in self.frameworks.values() for pkg in fw.pypi}
 
 
-class _Reader:
-    """Typed access to one TOML table with errors that name the dotted key."""
+# -- the file's models -----------------------------------------------------------------------
+# Validators raise ValueError with the message shown to the user (fwsurvey.model).
 
-    def __init__(self, path: Path, table: dict[str, Any], prefix: str):
-        self.path, self.table, self.prefix = path, table, prefix
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str | None, message: str) -> ConfigError:
-        return ConfigError(self.path, self.key(name) if name else self.prefix or None, message)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *, required=False):
-        self.seen.add(name)
-        if name not in self.table:
-            if required or default is ...:
-                raise self.error(name, "required key is missing")
-            return default
-        value = self.table[name]
-        # bool is an int in Python; a number given as true/false is a mistake.
-        if isinstance(value, bool) and bool not in _as_tuple(kind):
-            raise self.error(name, f"expected {_kind_name(kind)}, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.error(name, f"expected {_kind_name(kind)}, got {value!r}")
-        return value
-
-    def get_str_list(self, name: str, default: Any = ..., *, pattern: re.Pattern | None = None):
-        value = self.get(name, list, default)
-        if value is default:
-            return default
-        if not all(isinstance(v, str) and v for v in value):
-            raise self.error(name, f"expected a list of non-empty strings, got {value!r}")
-        if pattern is not None:
-            for v in value:
-                if not pattern.match(v):
-                    raise self.error(name, f"{v!r} is not a valid name")
-        return tuple(value)
-
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.table) - self.seen)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (misspelt?)")
+def _framework_key(value: str) -> str:
+    if not _KEY_RE.match(value):
+        raise ValueError("framework keys are lower-case names")
+    return value
 
 
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
+def _package(value: str) -> str:
+    if not _PACKAGE_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid name")
+    return value
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
-    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+def _repo(value: str) -> str:
+    if not _REPO_RE.match(value):
+        raise ValueError(f"expected OWNER/REPO, got {value!r}")
+    return value
 
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    # bool is an int in Python; a number given as true/false is a mistake.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected an integer or a number, got {value!r}")
+    return float(value)
+
+
+def _positive_seconds(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _attempts(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1 (the first attempt counts)")
+    return value
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _two_keys(value: list[str]) -> list[str]:
+    if len(value) != 2:
+        raise ValueError(f"expected two framework keys, got {value!r}")
+    return value
+
+
+def _at_least_two(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) < 2:
+        raise ValueError("configure at least two frameworks to compare")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+class FrameworkTable(ConfigModel):
+    """``[frameworks.NAME]``: a framework's name and where its packages and code live."""
+
+    name: str
+    pypi: list[Annotated[str, AfterValidator(_package)]] = []
+    github: Annotated[str, AfterValidator(_repo)] | None = None
+    docs: Annotated[str, AfterValidator(_url)] | None = None
+    git_clone: str | None = None
+    imports: list[Annotated[str, AfterValidator(_non_empty)]] = []
+    engine_for: str | None = None
+
+
+class SurveyTable(ConfigModel):
+    """``[survey]``: the report's title, the compared pair, where the outputs go."""
+
+    title: str = "Framework survey"
+    article: str = ""
+    compare: Annotated[list[str], AfterValidator(_two_keys)] | None = None
+    database: str = "out/fwsurvey.db"
+    report_dir: str = "out/report"
+    datasette: str = "datasette.yml"
+    claims: str | None = None
+
+
+class SourceTable(ConfigModel):
+    """``[sources.NAME]``: the keys every source shares; the others are the source's own."""
+
+    # The source's own keys are validated by its collector (Collector.Options).
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = True
+    timeout: Annotated[Number, AfterValidator(_positive_seconds)] = 30.0
+    retries: Annotated[int, AfterValidator(_attempts)] = 4
+    backoff: Annotated[Number, AfterValidator(_not_negative)] = 1.0
+
+
+class ConfigFile(ConfigModel):
+    """The whole ``fwsurvey.toml``."""
+
+    # First, so that its errors are reported before the others.
+    frameworks: Annotated[dict[Annotated[str, AfterValidator(_framework_key)], FrameworkTable],
+                          AfterValidator(_at_least_two)]
+    survey: SurveyTable = SurveyTable()
+    sources: dict[str, SourceTable] = {}
+    analyzers: dict[str, Any] = {}
+    kernels: dict[str, Any] = {}
+
+
+# -- loading -----------------------------------------------------------------------------------
 
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
@@ -170,108 +243,59 @@ def load_config(path: Path | str) -> SurveyConfig:
 
 def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyConfig:
     """Validate an already-parsed configuration (``path`` names it in errors and anchors paths)."""
+    file = validate(ConfigFile, raw, path)
+    _check_references(file, path)
     base = path.parent
-    top = _Reader(path, raw, "")
-    survey = _Reader(path, top.get("survey", dict, {}), "survey")
-    frameworks_raw = top.get("frameworks", dict, required=True)
-    sources_raw = top.get("sources", dict, {})
-    analyzers_raw = top.get("analyzers", dict, {})
-    kernels_raw = top.get("kernels", dict, {})
-    top.reject_unknown()
+    survey = file.survey
+    compare = survey.compare or list(file.frameworks)[:2]
+    return SurveyConfig(
+        path=path,
+        title=survey.title,
+        article=survey.article,
+        database=_resolve(base, survey.database),
+        report_dir=_resolve(base, survey.report_dir),
+        datasette=_resolve(base, survey.datasette),
+        compare=(compare[0], compare[1]),
+        frameworks={key: _framework(base, key, table) for key, table in file.frameworks.items()},
+        sources={name: SourceSettings(name=name, enabled=table.enabled, timeout=table.timeout,
+                                      retries=table.retries, backoff=table.backoff,
+                                      options=dict(table.model_extra or {}))
+                 for name, table in file.sources.items()},
+        sha256=sha256,
+        analyzers=file.analyzers,
+        kernels=file.kernels,
+        claims=_resolve(base, survey.claims) if survey.claims else None,
+    )
 
-    if len(frameworks_raw) < 2:
-        raise ConfigError(path, "frameworks", "configure at least two frameworks to compare")
-    frameworks: dict[str, Framework] = {}
-    for key, table in frameworks_raw.items():
-        if not _KEY_RE.match(key):
-            raise ConfigError(path, f"frameworks.{key}", "framework keys are lower-case names")
-        if not isinstance(table, dict):
-            raise ConfigError(path, f"frameworks.{key}", f"expected a table, got {table!r}")
-        frameworks[key] = _parse_framework(path, base, key, table)
 
-    for fw in frameworks.values():
+def _check_references(file: ConfigFile, path: Path) -> None:
+    """What one table says about another: engines, packages listed twice, the compared pair."""
+    frameworks = file.frameworks
+    for key, fw in frameworks.items():
         if fw.engine_for is not None and fw.engine_for not in frameworks:
-            raise ConfigError(path, f"frameworks.{fw.key}.engine_for",
+            raise ConfigError(path, f"frameworks.{key}.engine_for",
                               f"names {fw.engine_for!r}, which is not a configured framework")
     seen_pkgs: dict[str, str] = {}
-    for fw in frameworks.values():
+    for key, fw in frameworks.items():
         for pkg in fw.pypi:
             if pkg.lower() in seen_pkgs:
-                raise ConfigError(path, f"frameworks.{fw.key}.pypi",
+                raise ConfigError(path, f"frameworks.{key}.pypi",
                                   f"package {pkg!r} is already listed under "
                                   f"frameworks.{seen_pkgs[pkg.lower()]}")
-            seen_pkgs[pkg.lower()] = fw.key
-
-    default_compare = list(frameworks)[:2]
-    compare = survey.get("compare", list, default_compare)
-    if len(compare) != 2 or not all(isinstance(c, str) for c in compare):
-        raise survey.error("compare", f"expected two framework keys, got {compare!r}")
-    for c in compare:
+            seen_pkgs[pkg.lower()] = key
+    for c in file.survey.compare or ():
         if c not in frameworks:
-            raise survey.error("compare", f"{c!r} is not a configured framework")
-
-    config = SurveyConfig(
-        path=path,
-        title=survey.get("title", str, "Framework survey"),
-        article=survey.get("article", str, ""),
-        database=_resolve(base, survey.get("database", str, "out/fwsurvey.db")),
-        report_dir=_resolve(base, survey.get("report_dir", str, "out/report")),
-        datasette=_resolve(base, survey.get("datasette", str, "datasette.yml")),
-        compare=(compare[0], compare[1]),
-        frameworks=frameworks,
-        sources={name: _parse_source(path, name, table) for name, table in sources_raw.items()},
-        sha256=sha256,
-        analyzers=analyzers_raw,
-        kernels=kernels_raw,
-        claims=(_resolve(base, claims) if (claims := survey.get("claims", str, None)) else None),
-    )
-    survey.reject_unknown()
-    return config
+            raise ConfigError(path, "survey.compare", f"{c!r} is not a configured framework")
 
 
-def _parse_framework(path: Path, base: Path, key: str, table: dict[str, Any]) -> Framework:
-    r = _Reader(path, table, f"frameworks.{key}")
-    github = r.get("github", str, None)
-    if github is not None and not _REPO_RE.match(github):
-        raise r.error("github", f"expected OWNER/REPO, got {github!r}")
-    docs = r.get("docs", str, None)
-    if docs is not None and not docs.startswith(("http://", "https://")):
-        raise r.error("docs", f"expected an http(s) URL, got {docs!r}")
-    clone = r.get("git_clone", str, None)
-    fw = Framework(
+def _framework(base: Path, key: str, table: FrameworkTable) -> Framework:
+    return Framework(
         key=key,
-        name=r.get("name", str, required=True),
-        pypi=r.get_str_list("pypi", (), pattern=_PACKAGE_RE),
-        github=github,
-        docs=docs,
-        git_clone=_resolve(base, clone) if clone else None,
-        imports=r.get_str_list("imports", ()),
-        engine_for=r.get("engine_for", str, None),
+        name=table.name,
+        pypi=tuple(table.pypi),
+        github=table.github,
+        docs=table.docs,
+        git_clone=_resolve(base, table.git_clone) if table.git_clone else None,
+        imports=tuple(table.imports),
+        engine_for=table.engine_for,
     )
-    r.reject_unknown()
-    return fw
-
-
-def _parse_source(path: Path, name: str, table: Any) -> SourceSettings:
-    if not isinstance(table, dict):
-        raise ConfigError(path, f"sources.{name}", f"expected a table, got {table!r}")
-    r = _Reader(path, table, f"sources.{name}")
-    timeout = float(r.get("timeout", (int, float), 30.0))
-    retries = r.get("retries", int, 4)
-    backoff = float(r.get("backoff", (int, float), 1.0))
-    if timeout <= 0:
-        raise r.error("timeout", "must be a positive number of seconds")
-    if retries < 1:
-        raise r.error("retries", "must be at least 1 (the first attempt counts)")
-    if backoff < 0:
-        raise r.error("backoff", "must not be negative")
-    common = {"enabled", "timeout", "retries", "backoff"}
-    settings = SourceSettings(
-        name=name,
-        enabled=r.get("enabled", bool, True),
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        options={k: v for k, v in table.items() if k not in common},
-    )
-    return settings

@@ -9,13 +9,14 @@ its command line rather than in metadata: ``settings`` (passed as ``--setting``)
 (:func:`publish_folder`) writes a folder a host can serve read-only: a consistent copy of the
 database, the metadata, the report, pinned requirements and the exact ``datasette serve``
 command. Both take their canned queries from ``datasette.yml`` plus
-:func:`canned_queries_for`.
+:func:`canned_queries_for` (one per claim stored in the database).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -32,7 +33,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fwsurvey import __version__
-from fwsurvey.config import ConfigError, SurveyConfig
+from fwsurvey.config import ConfigError
+from fwsurvey.store import Store
+
+log = logging.getLogger(__name__)
 
 #: The database name ``datasette.yml`` describes; remapped to the served file's name.
 DATABASE_KEY = "fwsurvey"
@@ -58,46 +62,55 @@ def load_datasette_yml(path: Path) -> dict[str, Any]:
     return data
 
 
-def canned_queries_for(survey: SurveyConfig, db_path: Path) -> dict[str, dict[str, Any]]:
-    """Canned queries generated for this survey and database, added to datasette.yml's own.
+def canned_queries_for(db_path: Path) -> dict[str, dict[str, Any]]:
+    """Canned queries generated from the database, added to datasette.yml's own.
 
-    The one place where generated queries (e.g. one per claim of the claims registry) join
-    the hand-written ones: ``fwsurvey serve`` and ``fwsurvey publish`` both call it and pass
-    the result to :func:`metadata_for`. Each value is a canned query as datasette.yml writes
-    it (``title``, ``description``, ``sql``, ...); a name may not repeat one of datasette.yml.
+    The one place where generated queries join the hand-written ones: ``fwsurvey serve``
+    and ``fwsurvey publish`` both call it and pass the result to :func:`metadata_for`. Each
+    value is a canned query as datasette.yml writes it (``title``, ``description``,
+    ``sql``, ...); a name may not repeat one of datasette.yml.
 
-    One query per claim of the registry (``claim_<id>``): the newest verdict's evidence rows,
-    each with the run and source of its values and the SQL that produced them.
+    One query per claim judged in the newest run that judged the claims (``claim_<id>``):
+    its evidence rows, each with the run and source of its values and the SQL that produced
+    them. They come from the stored claims, never from the registry file, so the pages show
+    what was judged even when claims.toml has been edited since.
     """
-    from fwsurvey.claims import claim_text, default_registry_path, load_registry
-
+    conn = sqlite3.connect(f"file:{Path(db_path).absolute()}?mode=ro", uri=True)
     try:
-        registry = load_registry(default_registry_path(survey))
-    except ConfigError as exc:  # serving the data matters more than the per-claim pages
-        import logging
-
-        logging.getLogger(__name__).warning("no per-claim queries: %s", exc)
+        claims = conn.execute(
+            "SELECT claim_id, text, sentence FROM claims"
+            " WHERE run_id = (SELECT MAX(run_id) FROM claims) ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError as exc:  # no claims table: serve the data without pages
+        log.warning("no per-claim queries: %s", exc)
         return {}
-    queries = {}
-    for claim in registry.claims:
-        # Claim ids are validated as [a-z0-9][a-z0-9_.-]*: safe inside a quoted literal.
-        queries["claim_" + claim.id.replace(".", "_").replace("-", "_")] = {
-            "title": f"Claim: {claim_text(claim, survey)}",
-            "description": (f"The evidence behind the newest verdict on claim {claim.id}"
-                            + (f" ({claim.sentence})" if claim.sentence else "")
-                            + ": one row per measurement, with the run and source of each"
-                            " value and the SQL that produced it (parameters :run_id, :a, :b)."),
-            "sql": (
-                "select c.verdict, c.reason, e.metric, e.label, e.item, e.value_a, e.value_b,"
-                " e.unit, e.better, e.favours, e.counts, e.note, e.data_run_id_a,"
-                " e.data_source_a, e.data_fetched_at_a, e.data_run_id_b, e.data_source_b,"
-                " e.data_fetched_at_b, e.metric_sql, e.run_id\n"
-                "from claim_evidence e join claims c using (run_id, claim_id)\n"
-                f"where e.claim_id = '{claim.id}'\n"
-                f"  and e.run_id = (select max(run_id) from claims where claim_id = '{claim.id}')\n"
-                "order by e.metric, e.item"),
-        }
-    return queries
+    finally:
+        conn.close()
+    return {_query_name(claim_id): _claim_query(claim_id, text, sentence)
+            for claim_id, text, sentence in claims}
+
+
+def _query_name(claim_id: str) -> str:
+    return "claim_" + claim_id.replace(".", "_").replace("-", "_")
+
+
+def _claim_query(claim_id: str, text: str, sentence: str | None) -> dict[str, Any]:
+    # Stored claim ids were validated as [a-z0-9][a-z0-9_.-]*: safe inside a quoted literal.
+    return {
+        "title": f"Claim: {text}",
+        "description": (f"The evidence behind the newest verdict on claim {claim_id}"
+                        + (f" ({sentence})" if sentence else "")
+                        + ": one row per measurement, with the run and source of each"
+                        " value and the SQL that produced it (parameters :run_id, :a, :b)."),
+        "sql": (
+            "select c.verdict, c.reason, e.metric, e.label, e.item, e.value_a, e.value_b,"
+            " e.unit, e.better, e.favours, e.counts, e.note, e.data_run_id_a,"
+            " e.data_source_a, e.data_fetched_at_a, e.data_run_id_b, e.data_source_b,"
+            " e.data_fetched_at_b, e.metric_sql, e.run_id\n"
+            "from claim_evidence e join claims c using (run_id, claim_id)\n"
+            f"where e.claim_id = '{claim_id}'\n"
+            f"  and e.run_id = (select max(run_id) from claims where claim_id = '{claim_id}')\n"
+            "order by e.metric, e.item"),
+    }
 
 
 def metadata_for(config: dict[str, Any], db_path: Path,
@@ -172,7 +185,7 @@ def make_app(db_path: Path, config: dict[str, Any],
 
 # -- a publication folder ----------------------------------------------------------------
 
-def publish_folder(db_path: Path, target: Path, config: dict[str, Any], survey: SurveyConfig,
+def publish_folder(db_path: Path, target: Path, config: dict[str, Any],
                    *, report_dir: Path | None = None, force: bool = False) -> Path:
     """Write a self-contained folder that hosts the survey read-only; return its path.
 
@@ -199,7 +212,7 @@ def publish_folder(db_path: Path, target: Path, config: dict[str, Any], survey: 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=target.parent))
     try:
-        _fill_publication(staging, db_path, config, survey, report_dir)
+        _fill_publication(staging, db_path, config, report_dir)
         staging.chmod(0o755)  # mkdtemp makes it private; a host serves it
         _move_into_place(staging, target)
     except BaseException:
@@ -215,8 +228,6 @@ def copy_database(source: Path, dest: Path) -> None:
     The copy is migrated (a database from an older fwsurvey gets the tables the metadata
     describes) and left in rollback-journal mode: one file, nothing beside it.
     """
-    from fwsurvey.store import Store
-
     try:
         conn = sqlite3.connect(source)
         try:
@@ -282,10 +293,10 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 def _fill_publication(folder: Path, db_path: Path, config: dict[str, Any],
-                      survey: SurveyConfig, report_dir: Path | None) -> None:
+                      report_dir: Path | None) -> None:
     db_copy = folder / db_path.name
     copy_database(db_path, db_copy)
-    metadata = metadata_for(config, db_copy, canned_queries_for(survey, db_copy))
+    metadata = metadata_for(config, db_copy, canned_queries_for(db_copy))
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n",
                                           encoding="utf-8")
     has_report = report_dir is not None and report_dir.is_dir()

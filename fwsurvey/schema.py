@@ -4,14 +4,16 @@ The schema is a public interface (Datasette users query it): tables and columns 
 ever added by new migrations, never renamed in place. Every table and column has a
 description in ``datasette.yml``; a test checks that none is missing.
 
-Two kinds of fact tables:
+Three kinds of tables a stage writes, each told by its own definition (:func:`table_spec`;
+nothing else lists them):
 
 * **history** tables keep one row per run per item (``run_id`` is part of the key), so
   values that change over time can be trended; each has a ``*_latest`` view.
 * **fact** tables keep one row per immutable thing (a release), upserted on every run:
   ``first_run_id`` records the run that first saw it, ``run_id``/``fetched_at`` the last.
-* ``source_state`` keeps each source's resume points (watermarks), upserted in the same
-  transaction as the rows they cover, so a watermark never passes what was stored.
+* **state** tables (neither): ``source_state`` keeps each source's resume points
+  (watermarks), upserted in the same transaction as the rows they cover, so a watermark
+  never passes what was stored; ``ergonomics_cache`` keeps analysis results by content.
 """
 
 from __future__ import annotations
@@ -667,7 +669,7 @@ def m008_kernel_scaling(db: Database) -> None:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """How the store writes one table.
+    """How the store writes one table, read off the table's definition.
 
     ``history``: plain inserts, ``run_id`` is part of the key. ``fact``: upsert on ``key``,
     keeping ``first_run_id``. ``state``: upsert on ``key`` (a source's resume points, e.g. an
@@ -679,37 +681,32 @@ class TableSpec:
     key: tuple[str, ...]
 
 
-TABLES: dict[str, TableSpec] = {
-    spec.name: spec
-    for spec in [
-        TableSpec("pypi_packages", "history", ("run_id", "package")),
-        TableSpec("pypi_releases", "fact", ("package", "version")),
-        TableSpec("source_state", "state", ("source", "item", "name")),
-        TableSpec("kernel_runs", "history", ("run_id", "job")),
-        TableSpec("kernel_curves", "history", ("run_id", "job", "step")),
-        TableSpec("github_repos", "history", ("run_id", "repo")),
-        TableSpec("github_commit_activity", "fact", ("repo", "week")),
-        TableSpec("github_contributors", "fact", ("repo", "login")),
-        TableSpec("github_releases", "fact", ("repo", "kind", "tag_name")),
-        TableSpec("github_issues", "fact", ("repo", "number")),
-        TableSpec("community_metrics", "history", ("run_id", "source", "item", "metric")),
-        TableSpec("git_repos", "history", ("run_id", "framework")),
-        TableSpec("git_commits", "fact", ("framework", "sha")),
-        TableSpec("git_tags", "fact", ("framework", "tag")),
-        TableSpec("downloads", "history", ("run_id", "package")),
-        TableSpec("downloads_daily", "fact", ("package", "date")),
-        TableSpec("docs_metrics", "history", ("run_id", "framework", "origin")),
-        TableSpec("ergonomics_files", "history", ("run_id", "path")),
-        TableSpec("ergonomics_metrics", "history", ("run_id", "path", "phase")),
-        TableSpec("ergonomics_pairs", "history", ("run_id", "task", "phase", "metric")),
-        TableSpec("ergonomics_cache", "state", ("content_sha256", "analyzer_key")),
-        TableSpec("library_symbols", "history", ("run_id", "framework", "category", "symbol")),
-        TableSpec("library_summary", "history", ("run_id", "framework", "category")),
-        TableSpec("library_index", "history", ("run_id", "framework", "name")),
-        TableSpec("survey_frameworks", "history", ("run_id", "framework")),
-        TableSpec("claims", "history", ("run_id", "claim_id")),
-        TableSpec("claim_evidence", "history", ("run_id", "claim_id", "metric", "item")),
-        TableSpec("kernel_scaling", "history", ("run_id", "job")),
-        TableSpec("distributed_strategies", "history", ("run_id", "framework", "strategy")),
-    ]
-}
+#: The columns of every table a stage writes: which run wrote a row, from what, and when.
+PROVENANCE_COLUMNS = ("run_id", "source", "fetched_at")
+
+
+def table_spec(db: Database, name: str) -> TableSpec:
+    """The spec of table ``name``: its key is its primary key; its kind follows from it.
+
+    ``history`` when ``run_id`` is part of the primary key, ``fact`` when the table has
+    ``first_run_id``, otherwise ``state`` (upserted on its key).
+    """
+    table = db.table(name)
+    key = tuple(table.pks)
+    if "run_id" in key:
+        kind = "history"
+    elif "first_run_id" in table.columns_dict:
+        kind = "fact"
+    else:
+        kind = "state"
+    return TableSpec(name, kind, key)
+
+
+def table_specs(db: Database) -> dict[str, TableSpec]:
+    """The spec of every table a stage may write: those with the provenance columns.
+
+    The bookkeeping tables (``runs``, ``run_sources``, ``item_errors``) lack them; the store
+    writes those itself.
+    """
+    return {name: table_spec(db, name) for name in db.table_names()
+            if set(PROVENANCE_COLUMNS) <= set(db.table(name).columns_dict)}

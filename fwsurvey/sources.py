@@ -1,7 +1,7 @@
 """The one interface every collector implements.
 
 A collector turns the configuration into a list of items (a package, a repository, ...) and
-each item into :class:`Record` objects. It never writes to the store: the pipeline gathers
+each item into :class:`Record` objects. It never writes to the store: its stage gathers
 the records of a whole source and the store writes them in one transaction, so a failure
 halfway through a source leaves the previous data untouched.
 """
@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fwsurvey.config import ConfigError, SourceSettings, SurveyConfig
+from pydantic import model_validator
+
+from fwsurvey.config import SourceSettings, SurveyConfig
+from fwsurvey.model import ConfigModel, validate
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class PartialItem(Exception):
     """An item was only partly fetched (a rate limit ran out, a page failed midway).
 
     ``records`` holds what was fetched and is consistent on its own (whole pages only,
-    with a state record that resumes after them); the pipeline stores it and records the
+    with a state record that resumes after them); the collect stage stores it and records the
     item as ``incomplete``. With ``stop_source`` the remaining items are not attempted.
     """
 
@@ -62,31 +65,43 @@ class PartialItem(Exception):
         self.stop_source = stop_source
 
 
+class SourceOptions(ConfigModel):
+    """A source's own keys in ``[sources.NAME]`` (besides enabled, timeout, retries, backoff).
+
+    Each collector subclasses it with its keys and their defaults. An empty string means the
+    default, as the shipped ``fwsurvey.toml`` documents (``api_url = ""``).
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+
 class Collector(ABC):
-    """Base class of every source. Subclasses set ``name``, ``title`` and ``options``."""
+    """Base class of every source. Subclasses set ``name``, ``title`` and ``Options``."""
 
     name: ClassVar[str]
     title: ClassVar[str]
-    #: Source-specific keys allowed in ``[sources.NAME]``, with their types.
-    options: ClassVar[dict[str, type]] = {}
+    #: The model of the source's own keys in ``[sources.NAME]``.
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None):
         self.config = config
         self.settings = settings or config.source(self.name)
-        #: Stored resume points by (item, name), loaded by the pipeline before items().
+        #: The validated options (an instance of ``Options``).
+        self.options = self.parse_options(config, self.settings)
+        #: Stored resume points by (item, name), loaded by the stage before items().
         self.state: dict[tuple[str, str], str | None] = {}
-        for key, value in self.settings.options.items():
-            if key not in self.options:
-                raise ConfigError(config.path, f"sources.{self.name}.{key}",
-                                  "unknown key (misspelt?)")
-            if not isinstance(value, self.options[key]):
-                raise ConfigError(config.path, f"sources.{self.name}.{key}",
-                                  f"expected {self.options[key].__name__}, got {value!r}")
 
-    def option(self, key: str, default: Any = None) -> Any:
-        """A source-specific option, or ``default`` when unset or empty."""
-        value = self.settings.options.get(key)
-        return value if value not in (None, "") else default
+    @classmethod
+    def parse_options(cls, config: SurveyConfig,
+                      settings: SourceSettings | None = None) -> SourceOptions:
+        """``[sources.NAME]``'s own keys as ``Options``; ConfigError naming the dotted key."""
+        settings = settings or config.source(cls.name)
+        return validate(cls.Options, settings.options, config.path, prefix=f"sources.{cls.name}")
 
     def state_record(self, item: str, name: str, value: str | None,
                      fetched_at: str) -> Record:

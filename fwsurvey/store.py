@@ -20,7 +20,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from fwsurvey import __version__
-from fwsurvey.schema import TABLES, migrations
+from fwsurvey.schema import TableSpec, migrations, table_specs
 from fwsurvey.sources import Record
 
 RUN_STATUSES = ("running", "ok", "degraded", "failed", "interrupted")
@@ -37,7 +37,9 @@ class ItemError:
     """Why one item of a source was not collected."""
 
     item: str
-    kind: str  # not_found | unreachable | error
+    #: not_found, unreachable, incomplete or error; for a training job, its status
+    #: (timeout, crashed, oom, unsupported, ...)
+    kind: str
     message: str
 
 
@@ -67,6 +69,14 @@ class Store:
         self.db.enable_wal()
         if migrate:
             migrations.apply(self.db)
+        self._tables: dict[str, TableSpec] | None = None
+
+    @property
+    def tables(self) -> dict[str, TableSpec]:
+        """How each table a stage may write is written, read off the schema (once)."""
+        if self._tables is None:
+            self._tables = table_specs(self.db)
+        return self._tables
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -109,13 +119,13 @@ class Store:
         assert outcome.status in SOURCE_STATUSES, outcome.status
         by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
-            if record.table not in TABLES:
+            if record.table not in self.tables:
                 raise ValueError(f"no table spec for {record.table!r}")
             by_table[record.table].append(record.row)
         written = 0
         with self.db.atomic():
             for table, rows in by_table.items():
-                written += self._write_rows(TABLES[table].name, rows, run_id, outcome.source)
+                written += self._write_rows(table, rows, run_id, outcome.source)
             self.db.execute(
                 "INSERT OR REPLACE INTO run_sources (run_id, stage, source, status, reason,"
                 " items_ok, items_failed, rows_written, started_at, finished_at)"
@@ -133,7 +143,7 @@ class Store:
 
     def _write_rows(self, table: str, rows: list[dict[str, Any]], run_id: int,
                     source: str) -> int:
-        spec = TABLES[table]
+        spec = self.tables[table]
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             row = {**row, "run_id": run_id, "source": source}

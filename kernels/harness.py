@@ -7,14 +7,16 @@ Started by :mod:`fwsurvey.kernels.runner` in a fresh subprocess::
 It prints one JSON object per line on stdout: ``{"event": "phase", "phase": ...}`` when a
 phase starts (so the parent can apply a timeout per phase and knows where a killed run
 stopped) and ``{"event": "result", ...}`` at the end. The implementation files contain
-only what a user would write; everything that measures lives here.
+only what a user would write; everything that measures lives here, and what differs between
+frameworks (the step, compile counts, memory, versions...) in each framework's adapter
+(:mod:`fwsurvey.kernels.adapters`): this module never names a framework.
 
 Timing: every step is synchronised by reading its loss back to the host (``float``), the
 same for every framework, so a step's time includes the device work it queued.
 
 A job with ``n_devices`` trains data parallel on that many devices with the framework's own
-engine (:mod:`fwsurvey.kernels.parallel`); under ``torchrun`` every rank runs this module and
-only rank 0 reports.
+engine (its adapter's :class:`~fwsurvey.kernels.framework.DataParallel`); under ``torchrun``
+every rank runs this module and only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -23,17 +25,15 @@ import importlib
 import json
 import math
 import os
-import resource
 import statistics
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.flops import device_peak_flops, transformer_flops_per_step
+from fwsurvey.kernels.framework import FrameworkAdapter
 
 #: Whether this process reports to the parent (False on the other ranks of a torchrun job).
 REPORTING = True
@@ -47,118 +47,6 @@ def emit(event: str, **payload: Any) -> None:
     sys.stdout.flush()
 
 
-@dataclass
-class CompileCounter:
-    """Counts compilations (and their time) of the framework under test."""
-
-    framework: str
-    count: int = 0
-    seconds: float = 0.0
-
-    def install(self) -> None:
-        if self.framework in ("trax", "jax"):
-            import jax.monitoring
-
-            def on_duration(event: str, duration: float, **_: Any) -> None:
-                # One backend compile per jit cache miss (a new shape, dtype, ...).
-                if event.endswith("backend_compile_duration"):
-                    self.count += 1
-                    self.seconds += duration
-
-            jax.monitoring.register_event_duration_secs_listener(on_duration)
-
-    def snapshot(self) -> tuple[int, float]:
-        if self.framework == "pytorch":
-            from torch._dynamo.utils import counters
-
-            # Frames dynamo compiled successfully: one per graph (re)compilation.
-            return int(counters["frames"]["ok"]), self.seconds
-        return self.count, self.seconds
-
-
-def _torch_compile_seconds() -> float:
-    """Seconds torch.compile has spent so far: dynamo+AOT+inductor forward, and backward."""
-    from torch._dynamo.utils import compilation_time_metrics
-
-    forward = sum(compilation_time_metrics.get("_compile.compile_inner", []))
-    backward = sum(compilation_time_metrics.get("compile_fx.<locals>.bw_compiler", []))
-    return float(forward + backward)
-
-
-def peak_memory_mb(framework: str, device: str) -> tuple[float | None, str]:
-    """Peak memory: the device's on a GPU, the process's resident set on a CPU."""
-    if device.startswith("cuda") and framework == "pytorch":
-        import torch
-
-        return torch.cuda.max_memory_allocated() / 2**20, "device"
-    if device != "cpu" and framework in ("trax", "jax"):
-        import jax
-
-        stats = jax.devices()[0].memory_stats() or {}
-        if "peak_bytes_in_use" in stats:
-            return stats["peak_bytes_in_use"] / 2**20, "device"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"
-
-
-def device_name(framework: str, device: str) -> str:
-    if framework == "pytorch":
-        import torch
-
-        if device.startswith("cuda"):
-            return torch.cuda.get_device_name(0)
-    else:
-        import jax
-
-        d = jax.devices()[0]
-        if d.platform != "cpu":
-            return d.device_kind
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
-def count_params(framework: str, model: Any, trainer: Any) -> int:
-    if framework == "pytorch":
-        return sum(p.numel() for p in model.parameters())
-    import jax
-
-    if framework == "trax":
-        leaves = jax.tree_util.tree_leaves(trainer.model.weights)
-    else:
-        leaves = jax.tree_util.tree_leaves(model)
-    return int(sum(getattr(x, "size", 0) for x in leaves))
-
-
-class Stepper:
-    """One training step of any framework, returning its loss as a host float."""
-
-    def __init__(self, framework: str, trainer: Any):
-        self.framework = framework
-        self.trainer = trainer
-        self._last_loss: Any = None
-        if framework == "trax":
-            # Loop.run() computes each step's loss but does not return it; capture it
-            # where Loop produces it, without changing what the user's file does.
-            loop = trainer
-            inner = loop._run_one_step
-
-            def capture(*args: Any, **kwargs: Any):
-                loss, metrics = inner(*args, **kwargs)
-                self._last_loss = loss
-                return loss, metrics
-
-            loop._run_one_step = capture
-
-    def __call__(self) -> float:
-        if self.framework == "trax":
-            self.trainer.run(1)
-            # On N devices Loop returns one loss per device, each over its equal slice.
-            return float(np.mean(np.asarray(self._last_loss)))
-        loss = self.trainer()
-        # Reading the loss back synchronises the step; detached, as a user would log it.
-        return float(loss.detach() if hasattr(loss, "detach") else loss)
-
-
 def quantiles(values: list[float]) -> tuple[float, float, float]:
     """Median and the interquartile range's ends."""
     if len(values) < 2:
@@ -168,35 +56,21 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q2, q1, q3
 
 
-def versions(framework: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = {"pytorch": ["torch"], "trax": ["trax", "jax", "jaxlib", "tensorflow"],
-             "jax": ["jax", "jaxlib"]}[framework]
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
-def check_resume(module: Any, framework: str, data: Any, spec: dict[str, Any]
+def check_resume(module: Any, adapter: FrameworkAdapter, data: Any, spec: dict[str, Any]
                  ) -> dict[str, Any]:
     """Restart from the checkpoints the training wrote: a fresh model and trainer on the
     same folder must pick up the saved step and take one more step."""
     try:
         model = module.build_model({**spec, "seed": spec["seed"] + 1})
         trainer = module.make_trainer(model, data, spec)
-        step = trainer.step if framework == "trax" else trainer.state["step"]
-        Stepper(framework, trainer)()
+        step = adapter.resume_step(trainer)
+        adapter.stepper(trainer)()
         return {"resume_status": "ok", "resumed_at_step": step, "resume_error": None}
     except Exception as exc:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         frames = traceback.extract_tb(exc.__traceback__)
         # Name the framework's own line, not the array library's operator it tripped on.
-        where = next((f for f in reversed(frames) if f"/{framework}/" in f.filename),
+        where = next((f for f in reversed(frames) if adapter.own_frame(f.filename)),
                      frames[-1])
         return {"resume_status": "failed", "resumed_at_step": None,
                 "resume_error": f"{text[-500:]} (at {where.filename.split('site-packages/')[-1]}"
@@ -209,24 +83,22 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     ``result`` is filled as the job goes, so a caller still has the versions and device of
     a job that raised.
     """
-    framework, spec = job["framework"], dict(job["spec"])
+    adapter, spec = ADAPTERS[job["framework"]], dict(job["spec"])
     spec["device"] = job["device"]
     spec["precision"] = job.get("precision", "fp32")
     result = result if result is not None else {}
     result.update({"status": "ok", "versions": {}})
-    counter = CompileCounter(framework)
+    counter = adapter.compile_counter()
 
     emit("phase", phase="import")
     t0 = time.perf_counter()
     module = importlib.import_module(job["module"])
     parallel = None
     if job.get("n_devices"):
-        from fwsurvey.kernels.parallel import data_parallel
-
-        parallel = data_parallel(framework, job["n_devices"], job["device"])
+        parallel = adapter.data_parallel(job["n_devices"], job["device"])
         parallel.setup(spec)
     result["import_s"] = time.perf_counter() - t0
-    result["versions"] = versions(framework)
+    result["versions"] = adapter.versions()
     counter.install()
 
     emit("phase", phase="data")
@@ -238,7 +110,7 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
 
     emit("phase", phase="build")
     t0 = time.perf_counter()
-    result["device_name"] = device_name(framework, spec["device"])
+    result["device_name"] = adapter.device_name(spec["device"])
     model = module.build_model(spec)
     if parallel:
         model = parallel.wrap_model(model)
@@ -246,8 +118,8 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     if parallel:
         parallel.check_trainer(trainer)
     result["build_s"] = time.perf_counter() - t0
-    result["n_params"] = count_params(framework, model, trainer)
-    step = Stepper(framework, trainer)
+    result["n_params"] = adapter.count_params(model, trainer)
+    step = adapter.stepper(trainer)
 
     losses: list[float] = []
     emit("phase", phase="first_step")
@@ -262,7 +134,6 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     timed = spec["steps"] - 1 - spec["warmup_steps"]
     emit("phase", phase="steady", steps=timed)
     compiles0, compile_s0 = counter.snapshot()
-    torch_compile_s0 = _torch_compile_seconds() if framework == "pytorch" else 0.0
     comm0 = parallel.comm_seconds() if parallel else None
     times = []
     for _ in range(timed):
@@ -277,12 +148,8 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
                                 if comm0 is not None and comm1 is not None and times else None)
         losses = parallel.global_losses(losses)
     result["compiles_timed"] = compiles1 - compiles0
-    if framework == "pytorch":
-        result["compile_s_timed"] = _torch_compile_seconds() - torch_compile_s0
-        result["compile_s_total"] = _torch_compile_seconds()
-    else:
-        result["compile_s_timed"] = compile_s1 - compile_s0
-        result["compile_s_total"] = compile_s1
+    result["compile_s_timed"] = compile_s1 - compile_s0
+    result["compile_s_total"] = compile_s1
     result["compiles_total"] = compiles1
 
     metrics: dict[str, float] = {}
@@ -294,7 +161,7 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
 
     if "checkpoint_every" in spec:
         emit("phase", phase="resume")
-        result.update(check_resume(module, framework, data, spec))
+        result.update(check_resume(module, adapter, data, spec))
 
     median, q1, q3 = quantiles(times)
     result.update({
@@ -310,7 +177,7 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     items = spec.get("tokens_per_step") or spec["batch"] * spec.get("seq_len", 1)
     result["throughput"] = items / median if median else None
     result["throughput_unit"] = "tokens/s" if "seq_len" in spec else "samples/s"
-    result["peak_mem_mb"], result["mem_kind"] = peak_memory_mb(framework, job["device"])
+    result["peak_mem_mb"], result["mem_kind"] = adapter.peak_memory_mb(job["device"])
     if spec.get("flops_model") == "transformer" and "seq_lens" not in spec:
         flops = transformer_flops_per_step(spec)
         result["flops_per_step"] = flops
@@ -327,8 +194,8 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     if job["device"] == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    if job.get("n_devices") and job["framework"] == "pytorch":
-        REPORTING = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 reports
+    # Under a launcher that starts N processes (torchrun), one of them reports.
+    REPORTING = ADAPTERS[job["framework"]].reporting(job.get("n_devices"))
     partial: dict[str, Any] = {}
     try:
         result = run(job, partial)

@@ -1,37 +1,39 @@
 """The ``train`` stage: runs the kernel matrix and stores every job's measurements.
 
-Each task is written in one transaction (source ``kernels/<task>``, and
+Each task is one unit, written in one transaction (source ``kernels/<task>``, and
 ``kernels/scaling/<task>`` for its data-parallel runs) once all its jobs have run, so a
 killed run leaves whole tasks or none. A job that crashed, ran out of memory or timed out
 is stored with its status and the phase it reached; the matrix goes on.
+
+What ``fwsurvey run`` trains is the ``[kernels]`` table of ``fwsurvey.toml``
+(:class:`KernelsTable`); ``fwsurvey train`` passes its options instead (:class:`TrainOptions`).
 """
 
 from __future__ import annotations
 
 import os
-import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fwsurvey.config import ConfigError, SurveyConfig
+from pydantic import AfterValidator, ValidationInfo
+
+from fwsurvey.config import SurveyConfig
+from fwsurvey.kernels.adapters import adapter_for
 from fwsurvey.kernels.matrix import DYNAMIC_TASK, dynamic_jobs, scaling_jobs, train_jobs
-from fwsurvey.kernels.parallel import ADAPTERS, ENGINES, backend_for
+from fwsurvey.kernels.records import job_records, scaling_records
 from fwsurvey.kernels.runner import Job, run_job
 from fwsurvey.kernels.tasks import PROFILES, discover
-from fwsurvey.sources import Record
-from fwsurvey.store import ItemError, SourceOutcome, Store, utcnow
-
-#: Training losses averaged for ``final_loss`` (single steps are noisy).
-FINAL_LOSS_WINDOW = 10
-
-#: Where scaling runs on a CPU stand in for N devices, every row says so.
-SIMULATED_NOTE = ("N devices simulated on one CPU: this checks correctness and machinery, "
-                  "not speed")
+from fwsurvey.model import ConfigModel, validate
+from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitSkipped
 
 #: The older JAX's interpreter, relative to the configuration's folder (scripts/setup.sh).
 DEFAULT_JAX_LEGACY_PYTHON = ".venv-jax-legacy/bin/python"
+
+#: Why nothing trained when ``[kernels] enabled = false``.
+DISABLED_REASON = "disabled in the configuration ([kernels] enabled)"
 
 
 @dataclass(frozen=True)
@@ -58,32 +60,65 @@ def scaling_counts(values: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(sorted(counts | {1})) if counts else ()
 
 
+# -- the [kernels] table ----------------------------------------------------------------------
+
+def _known_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"expected one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile
+
+
+def _known_task(task: str, info: ValidationInfo) -> str:
+    known = (info.context or {}).get("tasks", ())
+    if task not in known:
+        raise ValueError(f"{task!r} is not a task; known: {', '.join(known)}")
+    return task
+
+
+def _has_adapter(framework: str) -> str:
+    adapter_for(framework)  # its ValueError is the message
+    return framework
+
+
+def _device_counts(values: list[int]) -> list[int]:
+    scaling_counts(values)
+    return values
+
+
+class KernelsTable(ConfigModel):
+    """``[kernels]`` of ``fwsurvey.toml``: what ``fwsurvey run`` trains."""
+
+    enabled: bool = True
+    profile: Annotated[str, AfterValidator(_known_profile)] = "quick"
+    #: Empty: every task under kernels/.
+    tasks: list[Annotated[str, AfterValidator(_known_task)]] = []
+    #: Empty: every configured framework.
+    frameworks: list[Annotated[str, AfterValidator(_has_adapter)]] = []
+    #: Empty: cuda when PyTorch sees a GPU, else cpu.
+    device: str = ""
+    experiments: list[Literal["train", "dynamic"]] = ["train", "dynamic"]
+    #: Device counts of the data-parallel runs; empty: none.
+    scaling: Annotated[list[int], AfterValidator(_device_counts)] = []
+    jax_legacy_python: str = DEFAULT_JAX_LEGACY_PYTHON
+
+
+def kernels_table(config: SurveyConfig) -> KernelsTable:
+    """The ``[kernels]`` table, validated (ConfigError naming ``kernels.<key>``)."""
+    return validate(KernelsTable, dict(config.kernels), config.path, prefix="kernels",
+                    context={"tasks": tuple(discover())})
+
+
 def options_from_config(config: SurveyConfig) -> TrainOptions:
     """What ``fwsurvey run`` trains: the ``[kernels]`` table of the configuration."""
-    table = dict(config.kernels)
-    allowed = {"enabled": bool, "profile": str, "tasks": list, "frameworks": list,
-               "device": str, "experiments": list, "scaling": list, "jax_legacy_python": str}
-    for key, value in table.items():
-        if key not in allowed:
-            raise ConfigError(config.path, f"kernels.{key}", "unknown key (misspelt?)")
-        if not isinstance(value, allowed[key]):
-            raise ConfigError(config.path, f"kernels.{key}",
-                              f"expected {allowed[key].__name__}, got {value!r}")
-    if table.get("profile", "quick") not in PROFILES:
-        raise ConfigError(config.path, "kernels.profile",
-                          f"expected one of {', '.join(PROFILES)}, got {table['profile']!r}")
-    try:
-        counts = scaling_counts(table.get("scaling", []))
-    except ValueError as exc:
-        raise ConfigError(config.path, "kernels.scaling", str(exc)) from None
+    table = kernels_table(config)
     return TrainOptions(
-        profile=table.get("profile", "quick"),
-        tasks=tuple(table.get("tasks", ())),
-        frameworks=tuple(table.get("frameworks", ())),
-        device=table.get("device") or None,
-        experiments=tuple(table.get("experiments", ("train", "dynamic"))),
-        enabled=table.get("enabled", True),
-        scaling=counts,
+        profile=table.profile,
+        tasks=tuple(table.tasks),
+        frameworks=tuple(table.frameworks),
+        device=table.device or None,
+        experiments=tuple(table.experiments),
+        enabled=table.enabled,
+        scaling=scaling_counts(table.scaling),
     )
 
 
@@ -92,6 +127,8 @@ def jax_legacy_python(config: SurveyConfig) -> Path:
     path = Path(config.kernels.get("jax_legacy_python", DEFAULT_JAX_LEGACY_PYTHON)).expanduser()
     return path if path.is_absolute() else config.path.parent / path
 
+
+# -- planning ---------------------------------------------------------------------------------
 
 def visible_gpus() -> list[str]:
     """The GPU ids scaling jobs may use: CUDA_VISIBLE_DEVICES, else every GPU PyTorch sees."""
@@ -154,170 +191,74 @@ def source_of(job: Job) -> str:
     return f"kernels/{job.task}"
 
 
-def _target_reached(spec: dict[str, Any], metrics: dict[str, float]) -> bool | None:
-    value = metrics.get(spec.get("metric", ""))
-    if value is None or "target" not in spec:
-        return None
-    if spec.get("target_mode") == "max":  # the metric must end at or below the target
-        return value <= spec["target"]
-    return value >= spec["target"]
+# -- the stage --------------------------------------------------------------------------------
 
+class TaskJobs(Unit):
+    """One source's jobs (a task's trainings, or its scaling runs), each in a subprocess."""
 
-def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Record]:
-    """The rows one job contributes: its ``kernel_runs`` row and its loss curve."""
-    spec = job.spec
-    losses = result.get("losses") or []
-    metrics = result.get("metrics") or {}
-    metric = spec.get("metric")
-    row = {
-        "job": job.key, "task": job.task, "framework": job.framework, "mode": job.mode,
-        "experiment": job.experiment, "variant": job.variant,
-        "profile": spec.get("profile"), "status": result["status"],
-        "phase_reached": result.get("phase"), "error": result.get("error"),
-        "device": job.device, "device_name": result.get("device_name"),
-        "precision": job.precision, "versions": result.get("versions") or {},
-        "n_params": result.get("n_params"), "batch": spec.get("batch"),
-        "seq_len": spec.get("seq_len") if "seq_lens" not in spec else None,
-        "seq_lens": spec.get("seq_lens"),
-        "steps": spec.get("steps"), "timed_steps": result.get("timed_steps"),
-        "import_s": result.get("import_s"), "data_s": result.get("data_s"),
-        "build_s": result.get("build_s"), "first_step_s": result.get("first_step_s"),
-        "step_median_ms": result.get("step_median_ms"),
-        "step_iqr_ms": result.get("step_iqr_ms"), "step_mean_ms": result.get("step_mean_ms"),
-        "throughput": result.get("throughput"),
-        "throughput_unit": result.get("throughput_unit"),
-        "peak_mem_mb": result.get("peak_mem_mb"), "mem_kind": result.get("mem_kind"),
-        "first_loss": losses[0] if losses else None,
-        "final_loss": _final_loss(losses),
-        "eval_metric": metric, "eval_value": metrics.get(metric),
-        "target": spec.get("target"), "target_mode": spec.get("target_mode", "min"),
-        # The dynamic experiment measures compilation, not quality: no target there.
-        "reached_target": _target_reached(spec, metrics) if job.experiment == "train" else None,
-        "compiles_total": result.get("compiles_total"),
-        "compiles_timed": result.get("compiles_timed"),
-        "compile_s_total": result.get("compile_s_total"),
-        "compile_s_timed": result.get("compile_s_timed"),
-        "flops_per_step": result.get("flops_per_step"), "mfu": result.get("mfu"),
-        "resume_status": result.get("resume_status"),
-        "resumed_at_step": result.get("resumed_at_step"),
-        "resume_error": result.get("resume_error"),
-        "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
-    }
-    return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at)]
+    def __init__(self, source: str, jobs: list[Job]):
+        self.source = source
+        self.jobs = jobs
 
-
-def curve_records(job: Job, losses: list[float], fetched_at: str) -> list[Record]:
-    """A job's loss at every step (``kernel_curves``)."""
-    return [Record("kernel_curves", {"job": job.key, "step": i + 1, "loss": loss,
-                                     "fetched_at": fetched_at})
-            for i, loss in enumerate(losses)]
-
-
-def _final_loss(losses: list[float]) -> float | None:
-    return statistics.fmean(losses[-FINAL_LOSS_WINDOW:]) if losses else None
-
-
-def scaling_records(runs: list[tuple[Job, dict[str, Any], str]]) -> list[Record]:
-    """``kernel_scaling`` rows (and loss curves) of one task's data-parallel runs.
-
-    Each N is compared with the 1-device run of the same framework and environment:
-    scaling efficiency ``throughput_N / (N × throughput_1)``, and loss parity, the largest
-    per-step difference between the two loss curves (same global batches, same seed)
-    against the task's ``loss_tolerance``.
-    """
-    baselines = {(job.framework, job.environment): result for job, result, _ in runs
-                 if job.n_devices == 1 and result["status"] == "ok"}
-    records: list[Record] = []
-    for job, result, fetched_at in runs:
-        spec, n, env = job.spec, job.n_devices or 1, job.environment
-        losses = result.get("losses") or []
-        base = baselines.get((job.framework, env))
-        ok = result["status"] == "ok"
-        versions = result.get("versions") or {}
-        tolerance = spec.get("loss_tolerance_bf16" if job.precision == "bf16"
-                             else "loss_tolerance")
-        efficiency = diff = matches = None
-        if ok and base and result.get("throughput") and base.get("throughput"):
-            efficiency = result["throughput"] / (n * base["throughput"])
-        if ok and base and n > 1:
-            reference = base.get("losses") or []
-            if len(reference) == len(losses) and losses:
-                diff = max(abs(a - b) for a, b in zip(losses, reference, strict=True))
-                matches = tolerance is not None and diff <= tolerance
-            else:
-                matches = False
-        simulated = job.device == "cpu"
-        row = {
-            "job": job.key, "task": job.task, "framework": job.framework, "env": env,
-            "engine": ENGINES[job.framework], "backend": backend_for(job.framework, job.device),
-            "n_devices": n, "device": job.device, "device_name": result.get("device_name"),
-            "simulated": simulated, "note": SIMULATED_NOTE if simulated else None,
-            "profile": spec.get("profile"), "precision": job.precision,
-            "status": result["status"], "phase_reached": result.get("phase"),
-            "error": result.get("error"), "versions": versions,
-            "jax_version": versions.get("jax"),
-            "global_batch": spec["batch"], "per_device_batch": spec["batch"] // n,
-            "seq_len": spec.get("seq_len"), "steps": spec.get("steps"),
-            "timed_steps": result.get("timed_steps"),
-            "step_median_ms": result.get("step_median_ms"),
-            "step_iqr_ms": result.get("step_iqr_ms"),
-            "throughput": result.get("throughput"),
-            "throughput_unit": result.get("throughput_unit"),
-            "efficiency": efficiency, "comm_share": result.get("comm_share"),
-            "comm_note": ADAPTERS[job.framework].comm_note,
-            "first_loss": losses[0] if losses else None, "final_loss": _final_loss(losses),
-            "loss_max_abs_diff": diff, "loss_tolerance": tolerance, "loss_matches_1": matches,
-            "mfu": result.get("mfu"), "peak_mem_mb": result.get("peak_mem_mb"),
-            "mem_kind": result.get("mem_kind"),
-            "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
-        }
-        records.append(Record("kernel_scaling", row))
-        records += curve_records(job, losses, fetched_at)
-    return records
-
-
-def run_train(store: Store, run_id: int, config: SurveyConfig, options: TrainOptions,
-              progress=None) -> list[SourceOutcome]:
-    """Run the planned jobs task by task; write each task in one transaction."""
-    if not options.enabled:
-        now = utcnow()
-        outcome = SourceOutcome("train", "kernels", "skipped", now, now,
-                                reason="disabled in the configuration ([kernels] enabled)")
-        store.write_source(run_id, outcome)
-        return [outcome]
-    jobs = plan(config, options)
-    by_source: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_source.setdefault(source_of(job), []).append(job)
-    outcomes = []
-    for source, task_jobs in by_source.items():
-        if progress is not None:
-            progress.source_started(source, len(task_jobs))
-        started = utcnow()
-        records: list[Record] = []
-        errors: list[ItemError] = []
+    def run(self, ctx: StageContext, tally: Tally) -> None:
+        tally.start(len(self.jobs))
         scaling_runs: list[tuple[Job, dict[str, Any], str]] = []
-        for job in task_jobs:
+        for job in self.jobs:
             result = run_job(job)
             fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-            if job.experiment == "scaling":
+            records = []
+            if job.experiment == "scaling":  # compared with their baseline once all ran
                 scaling_runs.append((job, result, fetched_at))
             else:
-                records += job_records(job, result, fetched_at)
-            if result["status"] != "ok":
-                errors.append(ItemError(job.key, result["status"],
-                                        f"{result['status']} in phase {result.get('phase')}: "
-                                        f"{(result.get('error') or '')[:500]}"))
-            if progress is not None:
-                progress.item_done(source, f"{job.framework}/{job.mode}/{job.variant}")
-        records += scaling_records(scaling_runs)
-        ok = len(task_jobs) - len(errors)
-        status = "ok" if not errors else "partial"
-        reason = None if not errors else f"{len(errors)} of {len(task_jobs)} jobs did not finish"
-        outcome = SourceOutcome("train", source, status, started, utcnow(), reason=reason,
-                                items_ok=ok, errors=errors)
-        store.write_source(run_id, outcome, records)
-        if progress is not None:
-            progress.source_finished(outcome)
-        outcomes.append(outcome)
-    return outcomes
+                records = job_records(job, result, fetched_at)
+            shown = f"{job.framework}/{job.mode}/{job.variant}"
+            if result["status"] == "ok":
+                tally.done(shown, records)
+                continue
+            tally.add(records)  # a failed job is stored too, with its status and phase
+            tally.fail(job.key, result["status"],
+                       f"{result['status']} in phase {result.get('phase')}: "
+                       f"{(result.get('error') or '')[:500]}", advance=False)
+            tally.progress.item_done(self.source, shown)
+        tally.add(scaling_records(scaling_runs))
+
+    def summarize(self, tally: Tally) -> tuple[str, str | None]:
+        """ok, or partial with how many jobs did not finish (their rows are stored)."""
+        if not tally.errors:
+            return "ok", None
+        return "partial", f"{len(tally.errors)} of {len(self.jobs)} jobs did not finish"
+
+
+class Disabled(Unit):
+    """``[kernels] enabled = false``: nothing to train, stored as skipped."""
+
+    source = "kernels"
+
+    def run(self, ctx: StageContext, tally: Tally) -> None:
+        raise UnitSkipped(DISABLED_REASON)
+
+
+class TrainStage(Stage):
+    """Trains the paired kernels: one unit per task (and per task's scaling runs)."""
+
+    name = "train"
+    needs = ()
+
+    def __init__(self, options: TrainOptions | None = None):
+        #: None: what the configuration's ``[kernels]`` table says.
+        self.options = options
+
+    def check(self, config: SurveyConfig) -> None:
+        """Validate ``[kernels]`` (and, through the task names, every task's spec.toml)."""
+        kernels_table(config)
+
+    def units(self, ctx: StageContext) -> Iterator[Unit]:
+        options = self.options if self.options is not None else options_from_config(ctx.config)
+        if not options.enabled:
+            yield Disabled()
+            return
+        by_source: dict[str, list[Job]] = {}
+        for job in plan(ctx.config, options):
+            by_source.setdefault(source_of(job), []).append(job)
+        for source, jobs in by_source.items():
+            yield TaskJobs(source, jobs)

@@ -1,4 +1,4 @@
-"""The paired reference tasks: where they live, their shared specs, the modes they run in.
+"""The paired reference tasks: where they live and their shared specs.
 
 Each task is a folder ``kernels/<task>/`` with ``spec.toml`` (one spec shared by every
 framework: sizes, optimizer, learning rate, batch, steps, seed, per profile) and one
@@ -11,6 +11,11 @@ implementation module provides four functions, one per phase, marked with ``# %%
 * ``make_trainer(model, data, spec)`` → a step function returning the loss, or a Trax
   ``training.Loop`` (``# %% training``)
 * ``evaluate(model, trainer, data, spec)`` → ``{metric: value}`` (``# %% evaluation``)
+
+Every ``spec.toml`` is validated when the tasks are discovered (:class:`TaskSpec`): a
+misspelt key or a wrong type is one line naming the file and the key. A task needing a new
+hyperparameter adds it to :class:`Hyperparameters`. How each framework runs the
+implementations (its modes) is its adapter's business (:mod:`fwsurvey.kernels.adapters`).
 """
 
 from __future__ import annotations
@@ -18,17 +23,83 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator
+
+from fwsurvey.errors import ConfigError
+from fwsurvey.kernels.adapters import adapter_for
+from fwsurvey.model import ConfigModel, validate
 
 KERNELS_DIR = Path(__file__).parent
 PROFILES = ("quick", "full")
+#: Keys every profile needs, set in its table or at the top level (the harness reads them).
+REQUIRED = ("seed", "batch", "steps", "warmup_steps")
 
-#: Modes per framework: how the same implementation is run.
-MODES = {
-    "pytorch": ("torch-eager", "torch-compile"),
-    "trax": ("trax",),
-    "jax": ("jax-jit",),
-}
+
+def _has_adapter(framework: str) -> str:
+    adapter_for(framework)  # its ValueError is the message
+    return framework
+
+
+class Hyperparameters(ConfigModel):
+    """Keys any level of a spec may set; a profile's table overrides the common ones."""
+
+    seed: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    batch: int | None = None
+    steps: int | None = None
+    warmup_steps: int | None = None
+    eval_fraction: float | None = None
+    eval_windows: int | None = None
+    eval_lines: int | None = None
+    checkpoint_every: int | None = None
+    # Model sizes.
+    hidden: int | None = None
+    width: int | None = None
+    channels: int | None = None
+    vocab: int | None = None
+    d_model: int | None = None
+    d_ff: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    dropout: float | None = None
+    max_len: int | None = None
+    seq_len: int | None = None
+    # Text pipelines: lines kept, length buckets, the streaming shuffle.
+    min_len: int | None = None
+    buckets: list[int] | None = None
+    shuffle_buffer: int | None = None
+
+
+class DynamicTable(Hyperparameters):
+    """``[dynamic]``: the sequence lengths the dynamic-shape experiment draws from."""
+
+    seq_lens: list[int]
+
+
+class ScalingTable(Hyperparameters):
+    """``[scaling]``: the data-parallel runs and their loss-parity bounds."""
+
+    loss_tolerance: float | None = None
+    loss_tolerance_bf16: float | None = None
+
+
+class TaskSpec(Hyperparameters):
+    """One task's ``spec.toml``."""
+
+    description: str
+    metric: str
+    target: float | None = None
+    target_mode: Literal["min", "max"] = "min"
+    flops_model: Literal["transformer"] | None = None
+    #: Implementations that compute in bf16 on a GPU (full profile).
+    bf16: list[Annotated[str, AfterValidator(_has_adapter)]] = []
+    quick: Hyperparameters
+    full: Hyperparameters
+    dynamic: DynamicTable | None = None
+    scaling: ScalingTable | None = None
 
 
 @dataclass(frozen=True)
@@ -60,12 +131,35 @@ class Task:
         return self.path / f"{framework}_impl.py"
 
 
+def load_spec(spec_path: Path, root: Path = KERNELS_DIR) -> dict[str, Any]:
+    """A task's ``spec.toml``, validated; as written (nothing coerced or defaulted).
+
+    Raises ConfigError naming ``<root>/<task>/spec.toml`` and the dotted key at fault.
+    """
+    shown = spec_path.relative_to(root.parent).as_posix()
+    try:
+        spec = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(spec_path, None, f"not valid TOML: {exc}", shown=shown) from None
+    try:
+        validate(TaskSpec, spec, spec_path)
+    except ConfigError as exc:
+        raise ConfigError(spec_path, exc.key, exc.message, shown=shown) from None
+    # Checked after the keys themselves, so a misspelt key is named as such, not as missing.
+    for profile in PROFILES:
+        for key in REQUIRED:
+            if key not in spec[profile] and key not in spec:
+                raise ConfigError(spec_path, f"{profile}.{key}", "required key is missing "
+                                  "(in this table or at the top level)", shown=shown)
+    return spec
+
+
 def discover(root: Path = KERNELS_DIR) -> dict[str, Task]:
-    """Every task folder under ``root`` that has a spec, by name."""
+    """Every task folder under ``root`` that has a spec, by name (each spec validated)."""
     tasks = {}
     for spec_path in sorted(root.glob("*/spec.toml")):
         folder = spec_path.parent
-        spec = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+        spec = load_spec(spec_path, root)
         frameworks = tuple(sorted(p.name[: -len("_impl.py")]
                                   for p in folder.glob("*_impl.py")))
         tasks[folder.name] = Task(folder.name, folder, spec, frameworks)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from fwsurvey.analyzers.settings import STRATEGIES
-from fwsurvey.kernels.tasks import MODES
+from fwsurvey.kernels.adapters import MODES
 from fwsurvey.reports.charts import loss_curves_chart, relative_throughput_chart
 from fwsurvey.reports.sections import SectionInput
 

@@ -8,46 +8,17 @@ section says plainly "not measured yet" where the store holds nothing: no verdic
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from fwsurvey.claims import SECTIONS, VERDICTS
 from fwsurvey.config import SurveyConfig
 from fwsurvey.reports.sections import SectionInput, builders
 from fwsurvey.store import Store
 
 REPORT_NAME = "report.md"
-
-
-@dataclass(frozen=True)
-class Section:
-    """One section of the article and what measures it; its claims live in the registry."""
-
-    slug: str
-    title: str
-    measured_by: str
-
-
-#: The article's six sections, in its order. Their atomic claims come from the claims
-#: registry (claims.toml), their verdicts from the store (tables claims, claim_evidence).
-SECTIONS = (
-    Section("ease-of-use", "Ease of use",
-            "API ergonomics of paired implementations (analyzers)"),
-    Section("graph-building", "Graph building",
-            "compile counts and throughput under varying shapes (kernels)"),
-    Section("model-architecture", "Model architecture",
-            "library surface inventory (analyzers)"),
-    Section("training-deployment", "Training & deployment",
-            "library surface inventory and scaling runs (analyzers, kernels)"),
-    Section("community-ecosystem", "Community & ecosystem",
-            "PyPI release history; GitHub activity, git history and downloads (collectors)"),
-    Section("performance-scalability", "Performance & scalability",
-            "paired reference trainings and scaling runs (kernels)"),
-)
-
-VERDICT_ORDER = ("supported", "contradicted", "mixed", "insufficient evidence")
 
 
 def _env() -> Environment:
@@ -144,7 +115,7 @@ def claims_context(store: Store, run_id: int) -> dict[str, Any]:
     for c in claims:
         c["evidence"] = [e for e in evidence if e["claim_id"] == c["claim_id"]]
         c["rule"] = json.loads(c["rule"])
-    tally = [(v, sum(c["verdict"] == v for c in claims)) for v in VERDICT_ORDER]
+    tally = [(v, sum(c["verdict"] == v for c in claims)) for v in VERDICTS]
     # Runs after the verdicts that wrote data (collect, analyze or train) but judged nothing.
     newer = [r["run_id"] for r in store.query(
         "SELECT DISTINCT run_id FROM run_sources WHERE run_id > ? AND run_id <= ?"

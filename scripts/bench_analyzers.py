@@ -7,8 +7,8 @@ packages) it times, on the same files:
 2. the full metric suite, cold (empty cache, ``workers`` processes);
 3. the full suite again, warm (every file from the cache).
 
-The suite runs through the real stage (fwsurvey.analyze.analyze_ergonomics) against a fresh
-database, so it includes reading, hashing, caching and writing every row.
+The suite runs through the real stage's unit (fwsurvey.analyzers.stage.ErgonomicsUnit)
+against a fresh database, so it includes reading, hashing, caching and writing every row.
 
     .venv/bin/python scripts/bench_analyzers.py [TREE ...] [--workers 2]
 """
@@ -23,9 +23,11 @@ from pathlib import Path
 
 from radon.complexity import cc_visit
 
-from fwsurvey.analyze import analyze_ergonomics, user_targets
 from fwsurvey.analyzers.ergonomics import LibraryIndex
+from fwsurvey.analyzers.stage import ErgonomicsUnit
+from fwsurvey.analyzers.targets import user_targets
 from fwsurvey.config import load_config
+from fwsurvey.stage import StageContext, run_unit
 from fwsurvey.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +74,8 @@ def main() -> None:
             for label in ("suite, cold", "suite, warm"):
                 run_id = store.start_run("bench", ["analyze"], {})
                 start = time.perf_counter()
-                outcome = analyze_ergonomics(store, run_id, config, [tree], LibraryIndex())
+                unit = ErgonomicsUnit([tree], index=LibraryIndex())
+                outcome = run_unit(StageContext(store, run_id, config), "analyze", unit)
                 seconds = time.perf_counter() - start
                 total = outcome.items_ok + len(outcome.errors)
                 print(f"{tree.name:<8} {total:>6} {label:<18} {seconds:>8.2f} "

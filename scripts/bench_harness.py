@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from fwsurvey.kernels.harness import Stepper
+from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.tasks import discover
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     data = impl.load_data(spec)
     model = impl.build_model(spec)
     trainer = impl.make_trainer(model, data, spec)
-    step = Stepper(framework, trainer)
+    step = ADAPTERS[framework].stepper(trainer)
     for _ in range(20):  # warm-up, compile
         step()
 

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import requests
 
-from fwsurvey.config import load_config
-from fwsurvey.pipeline import run_survey
+from fwsurvey.collectors.stage import CollectStage
+from fwsurvey.pipeline import load_survey, run_survey
 from tests.conftest import FIXED_NOW, recorded_index
 
 
 def collected_db(config_path: Path, db: Path, stages: tuple[str, ...] = ("collect",)) -> Path:
     """A database collected from the recorded PyPI responses (then ``stages`` after it)."""
-    config = load_config(config_path)
+    config = load_survey(config_path)
+    chosen = [CollectStage(make_collector=lambda cls, cfg: cls(cfg, now=lambda: FIXED_NOW))
+              if name == "collect" else name for name in stages]
     with recorded_index():
-        result = run_survey(config, db, stages=stages,
-                            make_collector=lambda cls, cfg: cls(cfg, now=lambda: FIXED_NOW))
+        result = run_survey(config, db, stages=chosen)
     assert result.status == "ok", [(o.source, o.status, o.reason) for o in result.outcomes]
     return db
 

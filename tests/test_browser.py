@@ -50,7 +50,8 @@ def browser(tmp_path_factory):
     driver_path = shutil.which("chromedriver")
     if not (chromium and driver_path):
         pytest.fail("the browser test needs Chromium and its driver: "
-                    "apt-get install chromium chromium-driver (.ci/run does); "
+                    "apt-get install chromium chromium-driver (`make test` does, through "
+                    "scripts/test-deps.sh); "
                     "FWSURVEY_SKIP_BROWSER=1 skips it on purpose", pytrace=False)
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)

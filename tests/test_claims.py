@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from fwsurvey import cli
 from fwsurvey.claims import (
     SECTION_SLUGS,
+    SECTIONS,
+    VERDICTS,
+    ClaimsStage,
     RegistryError,
     check_sql,
     evaluate,
@@ -18,9 +21,13 @@ from fwsurvey.claims import (
     run_claims,
 )
 from fwsurvey.config import load_config
-from fwsurvey.reports.render import SECTIONS, render_report
+from fwsurvey.publish import canned_queries_for, load_datasette_yml, make_app
+from fwsurvey.reports import render
+from fwsurvey.reports.render import render_report
 from fwsurvey.sources import Record
+from fwsurvey.stage import StageContext
 from fwsurvey.store import SourceOutcome, Store
+from tests.claims_equivalence import rejudge
 
 REPO = Path(__file__).parent.parent
 RUN_START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -35,13 +42,10 @@ label = "releases in 12 months"
 unit = "releases"
 better = "higher"
 sources = ["pypi"]
-sql = '''
-SELECT f.framework, p.releases_last_12_months AS value, p.run_id, p.source, p.fetched_at
-FROM survey_frameworks f JOIN pypi_packages p ON p.package = f.pypi
-WHERE f.run_id = :run_id AND f.framework IN (:a, :b)
-  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages WHERE package = f.pypi
-                  AND run_id <= :run_id)
-'''
+[metrics.releases.from]
+table = "pypi_packages"
+join = "package = pypi"
+value = "releases_last_12_months"
 
 [metrics.staleness]
 label = "days since the last release"
@@ -139,6 +143,8 @@ def test_shipped_registry_is_valid_and_covers_every_section():
     assert check_sql(registry) == []
     sections = {c.section for c in registry.claims}
     assert sections == set(SECTION_SLUGS) == {s.slug for s in SECTIONS}
+    # Sections and verdicts are defined once, in fwsurvey.claims; the report uses them.
+    assert render.SECTIONS is SECTIONS and render.VERDICTS is VERDICTS
     assert len(registry.claims) >= 20
     # Unsettleable claims say why; every other claim names metrics.
     for claim in registry.claims:
@@ -259,6 +265,15 @@ metrics = ["writes", "broken"]
      "rule.margn: unknown key (misspelt?)"),
     (lambda t: t.replace('unsettleable = "a feeling, not a measurement"', ""),
      "claims[3] (vague).metrics: name the metrics that bear on the claim"),
+    (lambda t: t.replace('join = "package = pypi"', 'join = "package = gitlab"'),
+     "metrics.releases.from.join: expected \"COLUMN = pypi\" or \"COLUMN = github\","
+     " got 'package = gitlab'"),
+    (lambda t: t.replace('join = "package = pypi"', 'join = "package = pypi"\nwher = "1"'),
+     "metrics.releases.from.wher: unknown key (misspelt?)"),
+    (lambda t: t.replace('[metrics.releases.from]', 'sql = "SELECT 1"\n[metrics.releases.from]'),
+     "metrics.releases.sql: give sql or [metrics.releases.from], not both"),
+    (lambda t: t.replace('value = "releases_last_12_months"', 'value = ""'),
+     "metrics.releases.from.value: expected a non-empty string, got ''"),
 ])
 def test_registry_errors_name_the_key(tmp_path, edit, message):
     path = tmp_path / "claims.toml"
@@ -344,33 +359,31 @@ def test_cli_checks_and_judges(write_config, pypi_index, tmp_path, capsys):
 
 
 def invoke(*args: str) -> int:
+    from fwsurvey import cli
+
     with pytest.raises(SystemExit) as info:
         cli.main(list(args))
     return info.value.code
 
 
-def test_every_claim_has_a_canned_query_showing_its_evidence(setup, tmp_path):
-    import asyncio
-
-    from fwsurvey.publish import canned_queries_for, load_datasette_yml, make_app
-
-    config, registry, store = setup
+def judged(store, config, registry_path, rows=None) -> int:
+    """One finished run: PyPI rows collected, then the claims of ``registry_path`` judged."""
     run = start_run(store)
-    collect(store, run, [pypi_row("trax", "trax", 12, 5, RUN_START),
-                         pypi_row("jax", "jax", 3, 40, RUN_START)])
-    run_claims(store, run, config, registry.path)
+    collect(store, run, rows or [pypi_row("trax", "trax", 12, 5, RUN_START),
+                                 pypi_row("jax", "jax", 3, 40, RUN_START)])
+    outcome, _ = run_claims(store, run, config, registry_path)
+    assert outcome.status == "ok", outcome.reason
     store.finish_run(run, "ok")
     store.checkpoint()  # Datasette reads the database file immutable, without the WAL
-    import dataclasses
+    return run
 
-    shipped = canned_queries_for(dataclasses.replace(config, claims=REPO / "claims.toml"),
-                                 store.path)
-    assert len(shipped) == len(load_registry(REPO / "claims.toml").claims)
-    assert shipped["claim_community_larger"]["title"] == \
-        "Claim: Trax has a larger community than JAX"
 
-    queries = canned_queries_for(dataclasses.replace(config, claims=registry.path), store.path)
+def test_every_claim_has_a_canned_query_showing_its_evidence(setup, tmp_path):
+    config, registry, store = setup
+    run = judged(store, config, registry.path)
+    queries = canned_queries_for(store.path)
     assert sorted(queries) == ["claim_active", "claim_larger", "claim_newer_is_b", "claim_vague"]
+    assert queries["claim_active"]["title"] == "Claim: Trax is more active than JAX"
     app = make_app(store.path, load_datasette_yml(REPO / "datasette.yml"), queries)
 
     async def fetch(path):
@@ -383,3 +396,185 @@ def test_every_claim_has_a_canned_query_showing_its_evidence(setup, tmp_path):
         == [("supported", "releases", 12.0, 3.0, "for"),
             ("supported", "staleness", 5.0, 40.0, "for")]
     assert rows[0]["data_run_id_a"] == run and "pypi_packages" in rows[0]["metric_sql"]
+
+
+def test_shipped_registry_gets_one_canned_query_per_claim(setup):
+    config, _, store = setup
+    judged(store, config, REPO / "claims.toml")
+    queries = canned_queries_for(store.path)
+    assert len(queries) == len(load_registry(REPO / "claims.toml").claims)
+    assert queries["claim_community_larger"]["title"] == \
+        "Claim: Trax has a larger community than JAX"
+
+
+def test_claim_pages_follow_the_stored_claims_not_the_edited_registry(setup):
+    config, registry, store = setup
+    judged(store, config, registry.path)
+    # Edit the registry after judging: claim "larger" renamed, i.e. one removed, one added.
+    registry.path.write_text(REGISTRY.replace('id = "larger"', 'id = "largest"'))
+    assert "largest" in {c.id for c in load_registry(registry.path).claims}
+    queries = canned_queries_for(store.path)
+    assert sorted(queries) == ["claim_active", "claim_larger", "claim_newer_is_b", "claim_vague"]
+    # The pages answer from what was stored: the removed claim keeps its evidence page.
+    app = make_app(store.path, load_datasette_yml(REPO / "datasette.yml"), queries)
+    page = asyncio.run(app.client.get(f"/{store.path.stem}/claim_larger.json?_shape=array"))
+    assert page.status_code == 200
+    assert [(r["metric"], r["counts"]) for r in page.json()] == [("stars", "unusable")]
+    assert asyncio.run(app.client.get(f"/{store.path.stem}/claim_largest.json")).status_code \
+        == 404
+    # Judged again with the edited registry: the pages follow the new verdicts.
+    judged(store, config, registry.path)
+    assert sorted(canned_queries_for(store.path)) == [
+        "claim_active", "claim_largest", "claim_newer_is_b", "claim_vague"]
+
+
+def test_database_without_verdicts_has_no_claim_pages(tmp_path):
+    Store(tmp_path / "empty.db").close()
+    assert canned_queries_for(tmp_path / "empty.db") == {}
+
+
+#: Pairs of metrics: each shape of the shorthand and the hand-written SQL it stands for.
+PAIRS = """
+[metrics.join_from]
+label = "releases"
+better = "higher"
+[metrics.join_from.from]
+table = "pypi_packages"
+join = "package = pypi"
+value = "releases_last_12_months"
+
+[metrics.join_sql]
+label = "releases"
+better = "higher"
+sql = '''
+SELECT f.framework, p.releases_last_12_months AS value, p.run_id, p.source, p.fetched_at
+FROM survey_frameworks f JOIN pypi_packages p ON p.package = f.pypi
+WHERE f.run_id = :run_id AND f.framework IN (:a, :b)
+  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages WHERE package = f.pypi
+                  AND run_id <= :run_id)
+'''
+
+[metrics.per_from]
+label = "days"
+better = "lower"
+[metrics.per_from.from]
+table = "pypi_packages"
+per = ["package"]
+item = "package"
+value = "ROUND(days_since_last_release)"
+note = "'latest ' || latest_version"
+where = "release_count > 0"
+
+[metrics.per_sql]
+label = "days"
+better = "lower"
+sql = '''
+SELECT p.framework, p.package AS item, ROUND(p.days_since_last_release) AS value, p.run_id,
+       p.source, p.fetched_at, 'latest ' || p.latest_version AS note
+FROM pypi_packages p
+WHERE p.framework IN (:a, :b) AND p.release_count > 0
+  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages
+                  WHERE package = p.package AND run_id <= :run_id)
+'''
+
+[metrics.newest_from]
+label = "releases, newest snapshot"
+better = "higher"
+[metrics.newest_from.from]
+table = "pypi_packages"
+value = "releases_last_12_months"
+newest_where = "release_count > 0"
+
+[metrics.newest_sql]
+label = "releases, newest snapshot"
+better = "higher"
+sql = '''
+SELECT p.framework, p.releases_last_12_months AS value, p.run_id, p.source, p.fetched_at
+FROM pypi_packages p
+WHERE p.framework IN (:a, :b)
+  AND p.run_id = (SELECT MAX(run_id) FROM pypi_packages
+                  WHERE release_count > 0 AND run_id <= :run_id)
+'''
+
+[[claims]]
+id = "pairs"
+section = "community-ecosystem"
+text = "{a} wins"
+favours = "a"
+metrics = ["join_from", "join_sql", "per_from", "per_sql", "newest_from", "newest_sql"]
+"""
+
+
+def test_from_shorthand_runs_the_same_rows_as_hand_written_sql(setup, tmp_path):
+    config, _, store = setup
+    path = tmp_path / "pairs.toml"
+    path.write_text(PAIRS)
+    registry = load_registry(path)
+    assert check_sql(registry) == []
+    old = RUN_START - timedelta(days=3)
+    first = start_run(store, old)
+    collect(store, first, [pypi_row("trax", "trax", 12, 5, old),
+                           pypi_row("jax", "jax", 3, 4, old)])
+    store.finish_run(first, "ok")
+    run = start_run(store)  # only jax collected again: trax's values come from run 1
+    collect(store, run, [pypi_row("jax", "jax", 30, 2, RUN_START)])
+    _, records = evaluate(store, run, config, registry)
+    evidence = {r.row["metric"]: r.row for r in records if r.table == "claim_evidence"}
+    for shape in ("join", "per", "newest"):
+        short, hand = evidence[f"{shape}_from"], evidence[f"{shape}_sql"]
+        assert {k: (v, hand[k]) for k, v in short.items()
+                if k not in ("metric", "metric_sql") and v != hand[k]} == {}, shape
+        assert "SELECT MAX(run_id) FROM pypi_packages" in short["metric_sql"]
+    assert (evidence["join_from"]["value_a"], evidence["join_from"]["value_b"]) == (12.0, 30.0)
+    assert (evidence["join_from"]["data_run_id_a"], evidence["join_from"]["data_run_id_b"]) \
+        == (first, run)
+    # Newest run of the whole table (no per): trax has no row in it.
+    assert evidence["newest_from"]["favours"] == "missing"
+
+
+def test_claims_stage_ends_as_error_with_the_reason(setup, tmp_path):
+    config, registry, store = setup
+    run = start_run(store)
+    bad = tmp_path / "edited" / "claims.toml"
+    bad.parent.mkdir()
+    bad.write_text(REGISTRY.replace('favours = "b"', 'favours = "c"'))
+    [outcome] = ClaimsStage(registry=bad).run(StageContext(store, run, config))
+    assert (outcome.stage, outcome.source, outcome.status) == ("claims", "claims", "error")
+    assert outcome.reason == "claims.toml: claims[1] (newer-is-b).favours: expected a or b, got 'c'"
+    [ok] = ClaimsStage(registry=registry.path).run(StageContext(store, run, config))
+    assert (ok.status, ok.items_ok) == ("ok", 4), ok.reason
+    # 2 survey_frameworks rows, 4 claims, 4 evidence rows, with the outcome.
+    assert store.query("SELECT status, rows_written FROM run_sources WHERE source = 'claims'"
+                       " AND run_id = ?", [run]) == [{"status": "ok", "rows_written": 10}]
+
+
+def test_show_sql_prints_what_runs_with_its_parameters(write_config, tmp_path, capsys):
+    config = str(write_config())
+    registry = tmp_path / "claims.toml"
+    registry.write_text(REGISTRY)
+    assert invoke("claims", "--show-sql", "releases", "--registry", str(registry),
+                  "--config", config) == 0
+    out = capsys.readouterr().out
+    assert "-- parameters: run_id = the id of a run that judged the claims" in out
+    assert "a = trax, b = jax" in out
+    assert load_registry(registry).metrics["releases"].sql in out
+    assert invoke("claims", "--show-sql", "active", "--registry", str(registry),
+                  "--config", config) == 0
+    out = capsys.readouterr().out
+    assert "-- metric releases:" in out and "-- metric staleness:" in out
+    assert invoke("claims", "--show-sql", "nope", "--registry", str(registry),
+                  "--config", config) == 2
+    assert "no metric or claim 'nope'" in capsys.readouterr().err
+
+
+def test_rejudging_a_stored_run_finds_no_difference_unless_the_rule_changes(setup, tmp_path):
+    config, registry, store = setup
+    run = judged(store, config, registry.path)
+    same = rejudge(store.path, config, registry)
+    assert (same.run_id, same.compared, same.differences) == (
+        run, {"claims": 4, "claim_evidence": 4}, [])
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(REGISTRY.replace("margin = 0.10", "margin = 0.90"))
+    changed = rejudge(store.path, config, load_registry(stricter))
+    assert "claims ('active',).verdict: stored 'supported', now 'contradicted'" \
+        in changed.differences

@@ -133,12 +133,10 @@ def test_report_without_database_is_a_clear_error(write_config, capsys):
 
 
 def test_unexpected_error_is_one_line_unless_verbose(write_config, monkeypatch, capsys):
-    import fwsurvey.pipeline as pipeline
-
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pipeline, "run_survey", boom)
+    monkeypatch.setattr(cli, "run_survey", boom)
     config = str(write_config())
     assert invoke("collect", "--config", config) == cli.EXIT_FAILED
     err = capsys.readouterr().err

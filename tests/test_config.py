@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pypistats
 import pytest
 
+from fwsurvey.analyzers.stage import AnalyzeStage
+from fwsurvey.collectors.downloads import DownloadsCollector
 from fwsurvey.collectors.pypi import PyPICollector
+from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import ConfigError, load_config
 
 REPO = Path(__file__).parent.parent
@@ -79,3 +83,40 @@ def test_invalid_toml_names_the_file(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_shipped_config_passes_the_stages_checks():
+    config = load_config(REPO / "fwsurvey.toml")
+    CollectStage().check(config)
+    AnalyzeStage().check(config)
+
+
+def test_misspelt_framework_key_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[frameworks.a]\nname = "A"\ngithib = "a/a"\n'))
+    assert str(info.value) == "fwsurvey.toml: frameworks.a.githib: unknown key (misspelt?)"
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[sources.githb]\nenabled = false\n',
+     "fwsurvey.toml: sources.githb: unknown source (misspelt?); "
+     "known: pypi, github, git, downloads, docs"),
+    ('[sources.pypi]\nindex_ur = "https://x.invalid/simple/"\n',
+     "fwsurvey.toml: sources.pypi.index_ur: unknown key (misspelt?)"),
+    ('[sources.docs]\ncrawl_delay = "fast"\n',
+     "fwsurvey.toml: sources.docs.crawl_delay: expected a number, got 'fast'"),
+    ('[sources.github]\nper_page = true\n',
+     "fwsurvey.toml: sources.github.per_page: expected an integer, got True"),
+])
+def test_bad_source_table_is_one_line_from_the_collect_check(tmp_path, table, message):
+    config = load_config(write(tmp_path, '[frameworks.a]\nname = "A"\n' + table))
+    with pytest.raises(ConfigError) as info:
+        CollectStage().check(config)
+    assert str(info.value) == message
+
+
+def test_an_empty_source_option_means_its_default(tmp_path):
+    config = load_config(write(tmp_path, '[frameworks.a]\nname = "A"\n'
+                                         '[sources.downloads]\napi_url = ""\n'))
+    CollectStage().check(config)
+    assert DownloadsCollector(config).api_url == pypistats.BASE_URL

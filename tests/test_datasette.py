@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import load_config
 from fwsurvey.pipeline import run_survey
 from fwsurvey.publish import datasette_command, load_datasette_yml, make_app, metadata_for
@@ -32,8 +33,8 @@ def survey_db(write_config, tmp_path) -> Path:
     config = load_config(write_config())
     db = tmp_path / "fwsurvey.db"
     with recorded_index():
-        result = run_survey(config, db, stages=("collect",),
-                            make_collector=lambda cls, cfg: cls(cfg, now=lambda: FIXED_NOW))
+        result = run_survey(config, db, stages=[
+            CollectStage(make_collector=lambda cls, cfg: cls(cfg, now=lambda: FIXED_NOW))])
     assert result.status == "ok"
     return db
 

@@ -176,7 +176,9 @@ def test_publish_waits_for_no_run_it_exits_75(survey, tmp_path, capsys):
 def test_generated_canned_queries_reach_serve_and_publish(survey, tmp_path, monkeypatch):
     config, db = survey
     generated = {"claim_example": {"title": "One claim", "sql": "select 1 as one"}}
-    monkeypatch.setattr(publish, "canned_queries_for", lambda survey, db_path: generated)
+    # publish_folder and `fwsurvey serve` (the cli's own reference) both call it.
+    monkeypatch.setattr(publish, "canned_queries_for", lambda db_path: generated)
+    monkeypatch.setattr(cli, "canned_queries_for", lambda db_path: generated)
 
     target = tmp_path / "site"
     assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
@@ -195,3 +197,27 @@ def test_generated_queries_may_not_replace_datasette_yml_ones():
     config = load_datasette_yml(REPO / "datasette.yml")
     with pytest.raises(ConfigError, match="reuse its names: verdicts"):
         metadata_for(config, Path("x.db"), {"verdicts": {"sql": "select 1"}})
+
+
+def test_claim_pages_come_from_the_stored_claims(survey, tmp_path, monkeypatch):
+    """Edited after judging, the registry changes nothing: publish and serve show what the
+    newest judged run stored."""
+    config, db = survey
+    stored = {r["claim_id"] for r in Store(db).query(
+        "SELECT claim_id FROM claims WHERE run_id = (SELECT MAX(run_id) FROM claims)")}
+    # A registry beside the config now takes over (survey.claims unset), with other claims.
+    Path(config).with_name("claims.toml").write_text(
+        '[[claims]]\nid = "only.new"\nsection = "ease-of-use"\ntext = "{a} is new"\n'
+        'favours = "a"\nunsettleable = "a test"\n')
+    expected = {"claim_" + c.replace(".", "_").replace("-", "_") for c in stored}
+    target = tmp_path / "site"
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    queries = json.loads((target / "metadata.json").read_text())["databases"]["fwsurvey"][
+        "queries"]
+    assert expected <= set(queries) and "claim_community_larger" in expected
+    assert "claim_only_new" not in queries
+    executed = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, args: executed.append(args))
+    assert invoke("serve", "--config", config, "--db", str(db)) == 0
+    served = json.loads(Path(executed[0][executed[0].index("--metadata") + 1]).read_text())
+    assert set(served["databases"]["fwsurvey"]["queries"]) == set(queries)

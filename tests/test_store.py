@@ -13,10 +13,11 @@ import pytest
 from sqlite_utils import Database
 
 from fwsurvey.collectors.pypi import PyPICollector
+from fwsurvey.collectors.stage import CollectStage, collect_source
 from fwsurvey.config import load_config
 from fwsurvey.lock import LockHeld, RunLock
-from fwsurvey.pipeline import collect_source, run_survey
-from fwsurvey.schema import migrations
+from fwsurvey.pipeline import run_survey
+from fwsurvey.schema import migrations, table_spec
 from fwsurvey.sources import Collector, Item, PartialItem, Reachability, Record
 from fwsurvey.store import SourceOutcome, Store, utcnow
 from tests.conftest import FIXED_NOW
@@ -62,11 +63,11 @@ def test_migrations_from_previous_version_keep_data(tmp_path):
 def test_rerun_adds_a_run_and_no_duplicate_releases(write_config, pypi_index, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    first = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    first = run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     store = Store(db)
     releases_before = dump(store, "pypi_releases")
     store.close()
-    second = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    second = run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     assert (first.status, second.status) == ("ok", "ok")
     assert (first.run_id, second.run_id) == (1, 2)
 
@@ -88,7 +89,7 @@ class ExplodingCollector(Collector):
 
     name = "pypi"
     title = "exploding"
-    options = PyPICollector.options
+    Options = PyPICollector.Options
 
     def __init__(self, config, delegate):
         super().__init__(config)
@@ -110,14 +111,14 @@ def test_source_raising_midway_leaves_previous_rows_untouched(write_config, pypi
                                                               tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     store = Store(db)
     before = {t: dump(store, t) for t in ("pypi_packages", "pypi_releases")}
     store.close()
 
-    result = run_survey(
-        config, db, stages=("collect",), sources=["pypi"],
-        make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))
+    result = run_survey(config, db, stages=[CollectStage(
+        sources=["pypi"],
+        make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))])
     assert result.status == "failed"
     [outcome] = result.outcomes
     assert outcome.status == "error"
@@ -167,7 +168,7 @@ def test_killed_run_leaves_store_consistent_and_is_closed_by_the_next(
         write_config, pypi_index, tmp_path):
     db = tmp_path / "s.db"
     config = load_config(write_config())
-    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     store = Store(db)
     before = dump(store, "pypi_releases")
     store.close()
@@ -183,7 +184,7 @@ def test_killed_run_leaves_store_consistent_and_is_closed_by_the_next(
     assert store.query("SELECT id, status FROM runs") == [
         {"id": 1, "status": "ok"}, {"id": 2, "status": "running"}]
     store.close()
-    result = run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    result = run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     assert result.run_id == 3 and result.status == "ok"
     store = Store(db)
     assert store.query("SELECT status FROM runs WHERE id = 2") == [{"status": "interrupted"}]
@@ -194,7 +195,7 @@ def test_second_writer_is_refused_by_the_lock(tmp_path, write_config):
     config = load_config(write_config())
     with RunLock(db):
         with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
-            run_survey(config, db, stages=("collect",))
+            run_survey(config, db, stages=["collect"])
     # Released: the lock does not outlive its holder.
     with RunLock(db):
         pass
@@ -223,6 +224,25 @@ def test_lock_is_released_when_its_process_dies(tmp_path):
             time.sleep(0.05)
 
 
+def test_table_specs_are_read_off_the_schema(tmp_path):
+    store = Store(tmp_path / "s.db")
+    specs = {name: (spec.kind, spec.key) for name, spec in store.tables.items()}
+    assert specs["pypi_packages"] == ("history", ("run_id", "package"))
+    assert specs["claim_evidence"] == ("history", ("run_id", "claim_id", "metric", "item"))
+    assert specs["pypi_releases"] == ("fact", ("package", "version"))
+    assert specs["github_releases"] == ("fact", ("repo", "kind", "tag_name"))
+    assert specs["source_state"] == ("state", ("source", "item", "name"))
+    assert specs["ergonomics_cache"] == ("state", ("content_sha256", "analyzer_key"))
+    # Bookkeeping tables are the store's own: no stage writes them.
+    assert not {"runs", "run_sources", "item_errors"} & set(specs)
+    # Each kind follows from the definition: run_id in the key, or first_run_id.
+    for name, (kind, key) in specs.items():
+        columns = store.db[name].columns_dict
+        assert kind == ("history" if "run_id" in key
+                        else "fact" if "first_run_id" in columns else "state"), name
+        assert table_spec(store.db, name).key == tuple(store.db[name].pks)
+
+
 def test_record_for_unknown_table_is_refused(tmp_path):
     store = Store(tmp_path / "s.db")
     run_id = store.start_run("collect", ["collect"], {})
@@ -248,7 +268,7 @@ class PagedCollector(Collector):
 
     name = "pypi"
     title = "paged"
-    options = PyPICollector.options
+    Options = PyPICollector.Options
 
     def items(self):
         return [Item("a", "trax"), Item("b", "trax")]
@@ -276,8 +296,8 @@ class PagedCollector(Collector):
 def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    first = run_survey(config, db, stages=("collect",), sources=["pypi"],
-                       make_collector=lambda cls, cfg: PagedCollector(cfg))
+    first = run_survey(config, db, stages=[CollectStage(
+        sources=["pypi"], make_collector=lambda cls, cfg: PagedCollector(cfg))])
     [outcome] = first.outcomes
     assert (outcome.status, outcome.items_ok) == ("partial", 1)
     assert [(e.item, e.kind) for e in outcome.errors] == [("b", "incomplete")]
@@ -287,8 +307,8 @@ def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, t
     assert [r["package"] for r in dump(store, "pypi_releases")] == ["a", "b"]
     store.close()
 
-    second = run_survey(config, db, stages=("collect",), sources=["pypi"],
-                        make_collector=lambda cls, cfg: PagedCollector(cfg))
+    second = run_survey(config, db, stages=[CollectStage(
+        sources=["pypi"], make_collector=lambda cls, cfg: PagedCollector(cfg))])
     assert second.outcomes[0].status == "ok"
     store = Store(db)
     assert store.source_state("pypi")[("b", "since")] == "done-after-page-2"

@@ -55,7 +55,7 @@ def main() -> None:
     jax_log.setLevel(logging.DEBUG)
     jax_log.propagate = False  # captured per step, not printed
 
-    from fwsurvey.kernels import harness
+    from fwsurvey.kernels.adapters import ADAPTERS
     from fwsurvey.kernels.tasks import discover
     from fwsurvey.kernels.transformer_lm import trax_impl
 
@@ -74,7 +74,7 @@ def main() -> None:
     loop = trax_impl.make_trainer(model, data, spec)
     line(event="built", seconds=round(time.perf_counter() - t0, 2),
          compile_messages=len(collect.messages))
-    step = harness.Stepper("trax", loop)
+    step = ADAPTERS["trax"].stepper(loop)
     for i in range(1, args.steps + 1):
         collect.messages.clear()
         t0 = time.perf_counter()

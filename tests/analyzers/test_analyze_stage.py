@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from fwsurvey import cli
+from fwsurvey.analyzers.stage import AnalyzeStage
 from fwsurvey.config import ConfigError, load_config
 from fwsurvey.pipeline import run_survey
+from fwsurvey.stage import StageContext, run_unit
 from fwsurvey.store import Store
 from tests.analyzers.snippets import JAX, TORCH, TRAX
 
@@ -74,7 +76,7 @@ def rows(store: Store, sql: str, *params) -> list[dict]:
 def test_paired_kernels_pairs_and_composite(project, tmp_path):
     config = load_config(project())
     db = tmp_path / "s.db"
-    result = run_survey(config, db, stages=("analyze",))
+    result = run_survey(config, db, stages=["analyze"])
     assert result.status == "ok"
     store = Store(db)
     assert rows(store, "SELECT source, status, items_ok, reason FROM run_sources ORDER BY source"
@@ -114,8 +116,8 @@ def test_paired_kernels_pairs_and_composite(project, tmp_path):
 def test_cache_returns_identical_rows(project, tmp_path):
     config = load_config(project(workers=2))
     db = tmp_path / "s.db"
-    run_survey(config, db, stages=("analyze",))
-    run_survey(config, db, stages=("analyze",))
+    run_survey(config, db, stages=["analyze"])
+    run_survey(config, db, stages=["analyze"])
     store = Store(db)
     assert rows(store, "SELECT run_id, sum(cached) AS cached, count(*) AS n"
                        " FROM ergonomics_files GROUP BY run_id") == [
@@ -132,7 +134,7 @@ def test_cache_returns_identical_rows(project, tmp_path):
     # An edited file is measured again; the others still come from the cache.
     path = tmp_path / "kernels" / "toy" / "jax_impl.py"
     path.write_text(JAX + "\nextra = jax.numpy.ones(2)\n")
-    run_survey(config, db, stages=("analyze",))
+    run_survey(config, db, stages=["analyze"])
     assert rows(store, "SELECT path FROM ergonomics_files WHERE run_id = 3 AND cached = 0"
                 ) == [{"path": "kernels/toy/jax_impl.py"}]
 
@@ -209,3 +211,41 @@ def test_ergonomics_config_errors_name_the_key(tmp_path, ergonomics, message):
     with pytest.raises(ConfigError) as info:
         ergonomics_settings(parse_config(raw, tmp_path / "fwsurvey.toml"))
     assert str(info.value) == f"fwsurvey.toml: {message}"
+
+
+def test_ergonomics_resolves_names_through_the_surfaces_just_read(project, tmp_path):
+    path = project()
+    # Stand-ins for the libraries: a stdlib module, and one that does not exist.
+    path.write_text(path.read_text() + (
+        '[analyzers.library_surface.pytorch]\ndata = { modules = ["json"] }\n'
+        '[analyzers.library_surface.trax]\ndata = { modules = ["fwsurvey_no_such_mod"] }\n'))
+    config = load_config(path)
+    AnalyzeStage().check(config)
+    store = Store(tmp_path / "s.db")
+    ctx = StageContext(store, store.start_run("analyze", ["analyze"], {}), config)
+    surface, ergonomics = AnalyzeStage().units(ctx)
+    outcome = run_unit(ctx, "analyze", surface)
+    assert (outcome.status, outcome.items_ok, outcome.reason) == (
+        "partial", 2, "1 modules or symbols not found")
+    assert [(e.item, e.kind) for e in outcome.errors] == [
+        ("trax:fwsurvey_no_such_mod", "import_error")]
+    assert ergonomics.library_index(store) is surface.index
+    assert surface.index.canonical_name("json.decoder.JSONDecoder") == "json.JSONDecoder"
+    assert run_unit(ctx, "analyze", ergonomics).status == "ok"
+    assert rows(store, "SELECT DISTINCT framework FROM library_summary ORDER BY 1") == [
+        {"framework": "pytorch"}, {"framework": "trax"}]
+    store.close()
+
+
+def test_stage_check_names_a_misspelt_analyzer_table(project):
+    config = load_config(project())
+    config.analyzers["ergonomic"] = {"workers": 1}
+    with pytest.raises(ConfigError) as info:
+        AnalyzeStage().check(config)
+    assert str(info.value) == "fwsurvey.toml: analyzers.ergonomic: unknown key (misspelt?)"
+
+
+def test_stage_check_refuses_a_missing_path(project, tmp_path):
+    config = load_config(project())
+    with pytest.raises(ValueError, match="no such file or folder: .*nope"):
+        AnalyzeStage(paths=[tmp_path / "nope"]).check(config)

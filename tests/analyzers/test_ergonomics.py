@@ -12,9 +12,9 @@ from radon.metrics import h_visit, mi_visit
 from radon.raw import analyze as radon_raw
 from radon.visitors import ComplexityVisitor
 
-from fwsurvey.analyze import measure
 from fwsurvey.analyzers.cognitive import cognitive_complexity, max_nesting
 from fwsurvey.analyzers.ergonomics import LibraryIndex, analyze_source
+from fwsurvey.analyzers.measure import measure
 from fwsurvey.analyzers.phases import split_phases
 from fwsurvey.analyzers.settings import ErgonomicsSettings
 from tests.analyzers.snippets import CEREMONY, IMPORTS, JAX, TORCH, TRAX

@@ -23,7 +23,7 @@ def summary(framework: str, category: str, symbols: int, documented: int, exampl
 def test_sections_show_pairs_and_surfaces_side_by_side(project, tmp_path):  # noqa: F811
     config = load_config(project())
     db = tmp_path / "s.db"
-    run_survey(config, db, stages=("analyze",))
+    run_survey(config, db, stages=["analyze"])
     store = Store(db)
     run_id = store.start_run("test", ["analyze"], {})
     records = [summary("pytorch", "layers", 133, 120, 80), summary("trax", "layers", 187, 150, 2),

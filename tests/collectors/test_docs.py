@@ -9,8 +9,8 @@ from pathlib import Path
 import responses
 
 from fwsurvey.collectors.docs import DocsCollector, classify
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.sources import Item
 from fwsurvey.store import Store
 from tests.collectors.test_git_history import commit, run_git

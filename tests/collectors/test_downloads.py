@@ -9,8 +9,8 @@ import requests
 import responses
 
 from fwsurvey.collectors.downloads import DownloadsCollector
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.sources import Item, ItemNotFound
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, FIXTURES

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from fwsurvey.collectors.git_history import LAST_COMMIT, GitHistoryCollector
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.sources import Item, ItemNotFound
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW

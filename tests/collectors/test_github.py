@@ -30,8 +30,8 @@ import requests
 import responses
 
 from fwsurvey.collectors.github import ISSUES_WATERMARK, GitHubCollector
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.sources import Item, ItemNotFound, PartialItem
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, FIXTURES

@@ -17,8 +17,8 @@ from fwsurvey.collectors.pypi import (
     json_api_base,
     release_cadence,
 )
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import ConfigError, load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.sources import Item, ItemNotFound, SourceUnreachable
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, INDEX, MISSING, PYPI_FIXTURES, add_recorded, recorded

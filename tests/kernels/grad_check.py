@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from fwsurvey.kernels.parallel import RankSlice, data_parallel
+from fwsurvey.kernels.adapters import ADAPTERS
+from fwsurvey.kernels.pytorch_adapter import RankSlice
 from fwsurvey.kernels.tasks import discover
 
 TASKS = discover()
@@ -28,7 +29,7 @@ def check_pytorch(out: str) -> None:
     from fwsurvey.kernels.mlp_digits import pytorch_impl as impl
 
     spec = {**TASKS["mlp_digits"].profile("quick"), "device": "cpu"}
-    parallel = data_parallel("pytorch", 2, "cpu")
+    parallel = ADAPTERS["pytorch"].data_parallel(2, "cpu")
     model = parallel.wrap_model(impl.build_model(spec))
     step = impl.make_trainer(model, parallel.shard_data(impl.load_data(spec)), spec)
     local_loss = float(step())
@@ -65,7 +66,7 @@ def check_jax(out: str) -> None:
     from fwsurvey.kernels.transformer_lm import jax_impl as impl
 
     spec = {**TASKS["transformer_lm"].profile("quick"), "device": "cpu"}
-    parallel = data_parallel("jax", 2, "cpu")
+    parallel = ADAPTERS["jax"].data_parallel(2, "cpu")
     inputs, targets = next(impl.load_data(spec)["train"])
     params = impl.build_model(spec)
     grad = jax.jit(jax.grad(impl.loss_fn), static_argnums=3)

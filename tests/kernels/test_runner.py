@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fwsurvey.config import load_config
+from fwsurvey.config import ConfigError, load_config
 from fwsurvey.kernels import stage
 from fwsurvey.kernels.runner import Job, run_job
-from fwsurvey.pipeline import run_survey
+from fwsurvey.kernels.stage import TrainOptions, TrainStage
 from fwsurvey.store import Store
 
 REPO = Path(__file__).parent.parent.parent
@@ -60,16 +60,16 @@ def test_a_process_that_dies_is_recorded_with_its_exit_code():
     assert "exited with 9" in result["error"]
 
 
-def test_train_stage_stores_ok_and_failed_jobs(write_config, tmp_path, monkeypatch):
+def test_train_stage_stores_ok_and_failed_jobs(write_config, tmp_path, monkeypatch,
+                                               run_stage):
     jobs = [fake_job(), fake_job("crash_in_build")]
     jobs[1].variant = "broken"
     monkeypatch.setattr(stage, "plan", lambda config, options: jobs)
     config = load_config(write_config())
-    result = run_survey(config, tmp_path / "s.db", stages=("train",),
-                        train_options=stage.TrainOptions())
-    assert result.status == "degraded"
-    [outcome] = result.outcomes
-    assert (outcome.source, outcome.status, outcome.items_ok) == ("kernels/fake", "partial", 1)
+    [outcome] = run_stage(config, tmp_path / "s.db", TrainStage(options=TrainOptions()))
+    assert (outcome.stage, outcome.source, outcome.status, outcome.items_ok) == (
+        "train", "kernels/fake", "partial", 1)
+    assert outcome.reason == "1 of 2 jobs did not finish"
 
     store = Store(tmp_path / "s.db")
     rows = {r["variant"]: r for r in store.query("SELECT * FROM kernel_runs")}
@@ -82,16 +82,31 @@ def test_train_stage_stores_ok_and_failed_jobs(write_config, tmp_path, monkeypat
     assert [c["step"] for c in curve] == [1, 2, 3, 4, 5, 6]
     [error] = store.query("SELECT * FROM item_errors")
     assert error["item"] == jobs[1].key and error["kind"] == "crashed"
+    assert error["message"].startswith("crashed in phase build: RuntimeError: model does not")
+
+
+def test_a_run_with_a_failed_job_is_degraded(write_config, tmp_path, monkeypatch):
+    from fwsurvey.pipeline import run_survey
+
+    jobs = [fake_job(), fake_job("crash_in_build")]
+    jobs[1].variant = "broken"
+    monkeypatch.setattr(stage, "plan", lambda config, options: jobs)
+    config = load_config(write_config())
+    result = run_survey(config, tmp_path / "s.db", stages=[TrainStage(options=TrainOptions())])
+    assert result.status == "degraded"
+    [outcome] = result.outcomes
+    assert (outcome.source, outcome.status, outcome.items_ok) == ("kernels/fake", "partial", 1)
 
 
 def test_report_shows_the_trainings_and_what_failed(write_config, tmp_path, monkeypatch):
+    from fwsurvey.pipeline import run_survey
     from fwsurvey.reports.render import render_report
 
     jobs = [fake_job(), fake_job("crash_in_build")]
     jobs[1].variant = "broken"
     monkeypatch.setattr(stage, "plan", lambda config, options: jobs)
     config = load_config(write_config())
-    run_survey(config, tmp_path / "s.db", stages=("train",), train_options=stage.TrainOptions())
+    run_survey(config, tmp_path / "s.db", stages=[TrainStage(options=TrainOptions())])
     store = Store(tmp_path / "s.db")
     text = render_report(store, config, tmp_path / "report").read_text()
     assert "#### `fake`" in text
@@ -101,19 +116,48 @@ def test_report_shows_the_trainings_and_what_failed(write_config, tmp_path, monk
     assert "Measured on cpu" in text  # the CPU-only caveat
 
 
-def test_disabled_kernels_are_skipped_with_the_reason(write_config, tmp_path):
+def test_disabled_kernels_are_skipped_with_the_reason(write_config, tmp_path, run_stage):
     config = load_config(write_config())  # the test config has [kernels] enabled = false
-    result = run_survey(config, tmp_path / "s.db", stages=("train",))
-    [outcome] = result.outcomes
-    assert (outcome.source, outcome.status) == ("kernels", "skipped")
-    assert "disabled in the configuration" in outcome.reason
+    [outcome] = run_stage(config, tmp_path / "s.db", TrainStage())
+    assert (outcome.stage, outcome.source, outcome.status) == ("train", "kernels", "skipped")
+    assert outcome.reason == "disabled in the configuration ([kernels] enabled)"
 
 
-def test_bad_kernels_table_names_the_key(write_config):
-    from fwsurvey.config import ConfigError
-
+def with_kernels(write_config, lines: str):
+    """The test config with ``lines`` added to its ``[kernels]`` table."""
     path = write_config()
     path.write_text(path.read_text().replace("[kernels]\nenabled = false",
-                                             "[kernels]\nenabled = false\nprofil = 'quick'"))
-    with pytest.raises(ConfigError, match=r"kernels\.profil: unknown key"):
-        stage.options_from_config(load_config(path))
+                                             f"[kernels]\nenabled = false\n{lines}"))
+    return load_config(path)
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("profil = 'quick'", "kernels.profil: unknown key (misspelt?)"),
+    ("profile = 'fast'", "kernels.profile: expected one of quick, full, got 'fast'"),
+    ("device = 3", "kernels.device: expected a string, got 3"),
+    ("tasks = 'mlp_digits'", "kernels.tasks: expected a list, got 'mlp_digits'"),
+    ("frameworks = ['pytroch']", "kernels.frameworks[0]: 'pytroch' is not a framework with an "
+                                 "adapter; known: jax, pytorch, trax"),
+    ("tasks = ['mlp_digits', 'mlp_digit']", "kernels.tasks[1]: 'mlp_digit' is not a task; "
+                                            "known: cnn_digits, custom_checkpoint, lstm_text, "
+                                            "mlp_digits, text_pipeline, transformer_lm"),
+    ("experiments = ['trian']", "kernels.experiments[0]: expected one of 'train' or "
+                                "'dynamic', got 'trian'"),
+    ("scaling = [2, 0]", "kernels.scaling: device counts must be positive integers, got 0"),
+])
+def test_a_bad_kernels_table_is_one_line_naming_the_key(write_config, lines, message):
+    config = with_kernels(write_config, lines)
+    with pytest.raises(ConfigError) as info:
+        TrainStage().check(config)
+    assert str(info.value) == f"fwsurvey.toml: {message}"
+    with pytest.raises(ConfigError):
+        stage.options_from_config(config)  # what `fwsurvey run` checks before it starts
+
+
+def test_the_kernels_table_becomes_the_options(write_config):
+    config = with_kernels(write_config, "profile = 'full'\nframeworks = ['jax']\n"
+                                        "tasks = ['transformer_lm']\nscaling = [4, 2]")
+    TrainStage().check(config)
+    assert stage.options_from_config(config) == TrainOptions(
+        profile="full", tasks=("transformer_lm",), frameworks=("jax",), enabled=False,
+        scaling=(1, 2, 4))

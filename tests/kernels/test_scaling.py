@@ -19,9 +19,11 @@ import pytest
 from fwsurvey import cli
 from fwsurvey.config import load_config
 from fwsurvey.kernels import stage
+from fwsurvey.kernels.records import SIMULATED_NOTE, scaling_records
 from fwsurvey.kernels.runner import Job
-from fwsurvey.kernels.stage import SIMULATED_NOTE, TrainOptions, scaling_records
+from fwsurvey.kernels.stage import TrainOptions, TrainStage
 from fwsurvey.pipeline import run_survey
+from fwsurvey.reports.stage import ReportStage
 from fwsurvey.store import Store
 
 REPO = Path(__file__).parents[2]
@@ -165,8 +167,9 @@ def test_stage_stores_scaling_rows_the_caveat_and_trax_failing_on_current_jax(
     monkeypatch.setattr(stage, "scaling_jobs", short)
     options = TrainOptions(tasks=("mlp_digits",), frameworks=("pytorch", "trax"),
                            device="cpu", experiments=(), scaling=(2,))
-    result = run_survey(scaling_config, tmp_path / "s.db", stages=("train", "report"),
-                        train_options=options, report_dir=tmp_path / "report")
+    result = run_survey(scaling_config, tmp_path / "s.db",
+                        stages=[TrainStage(options=options),
+                                ReportStage(out_dir=tmp_path / "report")])
     [outcome] = [o for o in result.outcomes if o.stage == "train"]
     assert outcome.source == "kernels/scaling/mlp_digits"
     # Trax on the JAX installed here fails on 2 devices: one job short, recorded as such.
@@ -243,4 +246,4 @@ def test_scaling_counts_always_hold_the_baseline(write_config):
     from fwsurvey.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"kernels\.scaling: device counts must be positive"):
-        stage.options_from_config(load_config(path))
+        TrainStage().check(load_config(path))

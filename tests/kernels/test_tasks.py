@@ -11,9 +11,10 @@ import statistics
 import pytest
 
 from fwsurvey.kernels import harness
+from fwsurvey.kernels.adapters import MODES
 from fwsurvey.kernels.flops import transformer_params
 from fwsurvey.kernels.matrix import dynamic_jobs
-from fwsurvey.kernels.tasks import MODES, discover
+from fwsurvey.kernels.tasks import discover
 
 TASKS = discover()
 PAIRS = [(task, fw) for task in sorted(TASKS) for fw in TASKS[task].frameworks]

@@ -9,8 +9,8 @@ import requests
 
 from fwsurvey.collectors.git_history import GitHistoryCollector
 from fwsurvey.collectors.github import GitHubCollector
+from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.pipeline import collect_source
 from fwsurvey.reports.render import render_report
 from fwsurvey.store import Store
 from tests.collectors.test_git_history import config_with_clone, history  # noqa: F401

@@ -11,9 +11,11 @@ import requests
 import responses
 
 from fwsurvey.claims import run_claims
+from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import load_config
 from fwsurvey.pipeline import run_survey
 from fwsurvey.reports.render import render_report
+from fwsurvey.reports.stage import ReportStage
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, INDEX
 
@@ -105,7 +107,7 @@ def add_scaling_runs(db: Path) -> None:
 def test_report_matches_snapshot(write_config, pypi_index, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     add_scaling_runs(db)
     normalise_runs(db)
     store = Store(db)
@@ -129,12 +131,12 @@ def test_report_matches_snapshot(write_config, pypi_index, tmp_path):
 def test_report_says_when_a_source_was_not_collected(write_config, pypi_index, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
-    run_survey(config, db, stages=("collect",), make_collector=fixed_clock)
+    run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     pypi_index.reset()  # the registry goes away
     pypi_index.add(responses.GET, INDEX + "simple/trax/",
                    body=requests.exceptions.ConnectionError("Name or service not known"))
-    second = run_survey(config, db, stages=("collect", "report"), make_collector=fixed_clock,
-                        report_dir=tmp_path / "report")
+    second = run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock),
+                                            ReportStage(out_dir=tmp_path / "report")])
     assert second.status == "degraded"
     text = second.report.read_text(encoding="utf-8")
     assert "**Not collected in this run**: PyPI was `unreachable`" in text

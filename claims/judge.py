@@ -1,13 +1,5 @@
-"""The claims registry and the verdicts: each claim of the article, the metrics that bear on
-it (SQL over the store) and the rule that turns them into a verdict.
-
-A registry (``claims.toml``) holds ``[rule]`` defaults, ``[metrics.ID]`` tables and
-``[[claims]]`` entries. A metric's SQL returns one row per framework and item with the
-columns ``framework`` and ``value`` (and optionally ``item``, ``run_id``, ``source``,
-``fetched_at``, ``note``); it gets the parameters ``:run_id`` (the evaluating run: use data
-as of that run), ``:a`` and ``:b`` (the compared frameworks' keys), and can join
-``survey_frameworks`` (``WHERE run_id = :run_id``) to map a framework to its package or
-repository. Metric SQL runs read-only, with a time limit.
+"""Judging the claims: each metric's SQL run over the store, its rows paired into evidence,
+and the rule that turns evidence into a verdict.
 
 Each pair of values is one evidence row: it favours ``a`` or ``b``, is ``even`` (closer than
 the margin), or is unusable (``missing`` or ``stale``: older than the metric's maximum age).
@@ -17,237 +9,44 @@ needs enough metrics with usable rows (``min_metric_coverage``): otherwise ``ins
 evidence``, with what is missing and why. Then ``supported`` at or above ``support_share``,
 ``contradicted`` at or below ``contradict_share`` (no measurable difference contradicts a
 claim that one framework is ahead), ``mixed`` in between.
+
+Metric SQL runs read-only, with a time limit, with ``survey_frameworks`` of the evaluating
+run in place (rolled back afterwards: the stage writes those rows with the verdicts).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import sqlite3
 import time
-import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from fwsurvey.config import ConfigError, SurveyConfig
-from fwsurvey.sources import Record
-from fwsurvey.store import SourceOutcome, Store, utcnow
+from sqlite_utils import Database
 
+from fwsurvey.claims.registry import Claim, Metric, Registry, Rule
+from fwsurvey.config import SurveyConfig
+from fwsurvey.schema import migrations
+from fwsurvey.sources import Record
+from fwsurvey.store import Store, utcnow
+
+#: Every verdict, in the order the report tallies them.
 VERDICTS = ("supported", "contradicted", "mixed", "insufficient evidence")
+#: The ``source`` the claims stage writes its rows under.
 SOURCE = "claims"
 #: Seconds one metric's SQL may run before it is stopped (and recorded as missing).
 SQL_TIME_LIMIT_S = 10.0
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-#: Section slugs a claim may name (the report's sections; see fwsurvey.reports.render).
-SECTION_SLUGS = ("ease-of-use", "graph-building", "model-architecture", "training-deployment",
-                 "community-ecosystem", "performance-scalability")
 
+# -- checking -----------------------------------------------------------------------------------
 
-class RegistryError(ConfigError):
-    """The claims registry is invalid; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How evidence becomes a verdict (registry defaults, overridable per claim)."""
-
-    support_share: float = 0.75
-    contradict_share: float = 0.25
-    margin: float = 0.10
-    max_age_days: float = 45.0
-    min_metric_coverage: float = 0.5
-
-    def check(self, path: Path, key: str) -> None:
-        for name, value in asdict(self).items():
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise RegistryError(path, f"{key}.{name}", f"expected a number >= 0, got {value!r}")
-        for name in ("support_share", "contradict_share", "margin", "min_metric_coverage"):
-            if getattr(self, name) > 1:
-                raise RegistryError(path, f"{key}.{name}", "expected a share between 0 and 1")
-        if self.contradict_share >= self.support_share:
-            raise RegistryError(path, key, "contradict_share must be below support_share")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One measurement that bears on claims, as SQL over the store."""
-
-    id: str
-    label: str
-    better: str  # higher | lower
-    sql: str
-    unit: str | None = None
-    sources: tuple[str, ...] = ()
-    max_age_days: float | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One atomic claim of the article."""
-
-    id: str
-    section: str
-    text: str
-    favours: str  # a | b
-    metrics: tuple[str, ...]
-    sentence: str | None = None
-    rule: Rule = field(default_factory=Rule)
-    unsettleable: str | None = None  # why no data can settle it (no metrics then)
-
-
-@dataclass(frozen=True)
-class Registry:
-    path: Path
-    sha256: str
-    rule: Rule
-    metrics: dict[str, Metric]
-    claims: tuple[Claim, ...]
-
-
-def default_registry_path(config: SurveyConfig) -> Path:
-    """``survey.claims`` of the config, else claims.toml beside it, else the repository's."""
-    if config.claims is not None:
-        return config.claims
-    beside = config.path.parent / "claims.toml"
-    if beside.exists():
-        return beside
-    return Path(__file__).resolve().parents[1] / "claims.toml"
-
-
-def load_registry(path: Path | str) -> Registry:
-    """Read and validate a claims registry."""
-    path = Path(path).absolute()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError(path, None, "claims registry not found") from None
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RegistryError(path, None, f"invalid TOML: {exc}") from None
-    unknown = set(raw) - {"rule", "metrics", "claims"}
-    if unknown:
-        raise RegistryError(path, sorted(unknown)[0], "unknown key (misspelt?)")
-    rule = _rule(path, "rule", raw.get("rule", {}), Rule())
-    metrics = {mid: _metric(path, mid, table) for mid, table in raw.get("metrics", {}).items()}
-    claims_raw = raw.get("claims", [])
-    if not isinstance(claims_raw, list) or not claims_raw:
-        raise RegistryError(path, "claims", "expected at least one [[claims]] entry")
-    claims: list[Claim] = []
-    seen: set[str] = set()
-    for index, table in enumerate(claims_raw):
-        claim = _claim(path, index, table, rule, metrics)
-        if claim.id in seen:
-            raise RegistryError(path, f"claims[{index}].id", f"duplicate claim id {claim.id!r}")
-        seen.add(claim.id)
-        claims.append(claim)
-    return Registry(path, hashlib.sha256(data).hexdigest(), rule, metrics, tuple(claims))
-
-
-def _rule(path: Path, key: str, table: Any, base: Rule) -> Rule:
-    if not isinstance(table, dict):
-        raise RegistryError(path, key, f"expected a table, got {table!r}")
-    known = set(asdict(base))
-    for name in table:
-        if name not in known:
-            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
-    rule = replace(base, **table)
-    rule.check(path, key)
-    return rule
-
-
-def _str(path: Path, key: str, table: dict, name: str, required: bool = True) -> str | None:
-    value = table.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise RegistryError(path, f"{key}.{name}",
-                            "required key is missing" if value is None
-                            else f"expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _metric(path: Path, mid: str, table: Any) -> Metric:
-    key = f"metrics.{mid}"
-    if not _ID_RE.match(mid):
-        raise RegistryError(path, key, "metric ids are lower-case names")
-    if not isinstance(table, dict):
-        raise RegistryError(path, key, f"expected a table, got {table!r}")
-    known = {"label", "better", "sql", "unit", "sources", "max_age_days", "note"}
-    for name in table:
-        if name not in known:
-            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
-    better = _str(path, key, table, "better")
-    if better not in ("higher", "lower"):
-        raise RegistryError(path, f"{key}.better", f"expected higher or lower, got {better!r}")
-    sources = table.get("sources", [])
-    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise RegistryError(path, f"{key}.sources", "expected a list of source names")
-    age = table.get("max_age_days")
-    if age is not None and (not isinstance(age, int | float) or isinstance(age, bool) or age <= 0):
-        raise RegistryError(path, f"{key}.max_age_days", f"expected a positive number, got {age!r}")
-    return Metric(mid, _str(path, key, table, "label"), better, _str(path, key, table, "sql"),
-                  _str(path, key, table, "unit", False), tuple(sources),
-                  float(age) if age is not None else None, _str(path, key, table, "note", False))
-
-
-def _claim(path: Path, index: int, table: Any, rule: Rule, metrics: dict[str, Metric]) -> Claim:
-    key = f"claims[{index}]"
-    if not isinstance(table, dict):
-        raise RegistryError(path, key, f"expected a table, got {table!r}")
-    known = {"id", "section", "text", "sentence", "favours", "metrics", "rule", "unsettleable"}
-    for name in table:
-        if name not in known:
-            raise RegistryError(path, f"{key}.{name}", "unknown key (misspelt?)")
-    cid = _str(path, key, table, "id")
-    if not _ID_RE.match(cid):
-        raise RegistryError(path, f"{key}.id", "claim ids are lower-case names")
-    key = f"claims[{index}] ({cid})"
-    section = _str(path, key, table, "section")
-    if section not in SECTION_SLUGS:
-        raise RegistryError(path, f"{key}.section",
-                            f"unknown section {section!r}; known: {', '.join(SECTION_SLUGS)}")
-    text = _str(path, key, table, "text")
-    try:
-        text.format(a="A", b="B", b_engine="")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise RegistryError(path, f"{key}.text",
-                            "only {a}, {b} and {b_engine} may be filled in"
-                            f" ({exc})") from None
-    favours = _str(path, key, table, "favours")
-    if favours not in ("a", "b"):
-        raise RegistryError(path, f"{key}.favours", f"expected a or b, got {favours!r}")
-    unsettleable = _str(path, key, table, "unsettleable", False)
-    ids = table.get("metrics", [])
-    if not isinstance(ids, list) or not all(isinstance(m, str) for m in ids):
-        raise RegistryError(path, f"{key}.metrics", "expected a list of metric ids")
-    if not ids and not unsettleable:
-        raise RegistryError(path, f"{key}.metrics",
-                            "name the metrics that bear on the claim, or say why none can"
-                            " (unsettleable = \"...\")")
-    for mid in ids:
-        if mid not in metrics:
-            raise RegistryError(path, f"{key}.metrics", f"unknown metric {mid!r}")
-    return Claim(cid, section, text, favours, tuple(ids), _str(path, key, table, "sentence", False),
-                 _rule(path, f"{key}.rule", table.get("rule", {}), rule), unsettleable)
-
-
-# -- checking ---------------------------------------------------------------------------------
-
+#: Columns a metric's SQL must return, and those it may.
 REQUIRED_COLUMNS = ("framework", "value")
 OPTIONAL_COLUMNS = ("item", "run_id", "source", "fetched_at", "note")
 
 
 def check_sql(registry: Registry) -> list[str]:
     """Problems with the metrics' SQL, found by running it on an empty migrated database."""
-    from sqlite_utils import Database
-
-    from fwsurvey.schema import migrations
-
     db = Database(memory=True)
     migrations.apply(db)
     problems = []
@@ -274,6 +73,8 @@ def check_sql(registry: Registry) -> list[str]:
 
 @dataclass
 class Evidence:
+    """One pair of values of a metric (per item), and which framework it favours."""
+
     metric: Metric
     item: str
     value_a: float | None
@@ -285,6 +86,7 @@ class Evidence:
 
     @property
     def relative_difference(self) -> float | None:
+        """(better - worse) / max(|a|, |b|), signed towards ``a``; None without both values."""
         if self.value_a is None or self.value_b is None:
             return None
         scale = max(abs(self.value_a), abs(self.value_b))
@@ -296,6 +98,8 @@ class Evidence:
 
 @dataclass
 class Verdict:
+    """A claim's verdict, why, its headline numbers and the evidence behind it."""
+
     claim: Claim
     verdict: str
     reason: str
@@ -317,10 +121,30 @@ def framework_rows(config: SurveyConfig) -> list[dict[str, Any]]:
 
 
 def claim_text(claim: Claim, config: SurveyConfig) -> str:
+    """The claim in words, with the compared frameworks' names filled in."""
     names = {key: fw.name for key, fw in config.frameworks.items()}
     a, b = config.compare
     engine = next((fw.name for fw in config.frameworks.values() if fw.engine_for == b), None)
     return claim.text.format(a=names[a], b=names[b], b_engine=f", on {engine}," if engine else "")
+
+
+def sql_parameters(config: SurveyConfig, run_id: int) -> dict[str, Any]:
+    """The parameters every metric's SQL runs with: ``:run_id``, ``:a`` and ``:b``."""
+    return {"run_id": run_id, "a": config.compare[0], "b": config.compare[1]}
+
+
+def sql_listing(metrics: list[Metric], config: SurveyConfig, run_id: int | None) -> str:
+    """The SQL each metric runs, headed by the parameters to run it with in Datasette.
+
+    ``run_id``: the run to judge as of (one that judged the claims has the
+    ``survey_frameworks`` rows the SQL may join); None says so in words.
+    """
+    params = sql_parameters(config, run_id or 0)
+    run = (f"{run_id}" if run_id is not None
+           else "the id of a run that judged the claims (claims.run_id)")
+    return "\n\n".join(f"-- metric {m.id}: {m.label}\n"
+                        f"-- parameters: run_id = {run}, a = {params['a']}, b = {params['b']}\n"
+                        f"{m.sql}" for m in metrics)
 
 
 def evaluate(store: Store, run_id: int, config: SurveyConfig, registry: Registry,
@@ -351,7 +175,7 @@ def _metric_values(store: Store, run_id: int, config: SurveyConfig, registry: Re
     """
     conn = store.db.conn
     used = {m for c in registry.claims for m in c.metrics}
-    params = {"run_id": run_id, "a": config.compare[0], "b": config.compare[1]}
+    params = sql_parameters(config, run_id)
     out: dict[str, list[dict] | str] = {}
     conn.execute("SAVEPOINT claims_evaluation")
     try:
@@ -573,7 +397,7 @@ def _claim_row(v: Verdict, config: SurveyConfig, registry: Registry, now: str) -
         "evidence_for": v.counts["for"], "evidence_against": v.counts["against"],
         "evidence_even": v.counts["even"], "evidence_unusable": v.counts["unusable"],
         "settleable": int(v.claim.unsettleable is None),
-        "rule": json.dumps(asdict(v.claim.rule), sort_keys=True),
+        "rule": json.dumps(v.claim.rule.model_dump(), sort_keys=True),
         "registry_sha256": registry.sha256,
     }
 
@@ -591,20 +415,3 @@ def _evidence_row(claim: Claim, e: Evidence, now: str) -> dict[str, Any]:
         "data_fetched_at_b": e.data_b.get("fetched_at"),
         "metric_sql": e.metric.sql,
     }
-
-
-def run_claims(store: Store, run_id: int, config: SurveyConfig,
-               registry_path: Path | None = None) -> tuple[SourceOutcome, list[Verdict]]:
-    """The ``claims`` stage: evaluate the registry and store verdicts with their evidence."""
-    started = utcnow()
-    path = registry_path or default_registry_path(config)
-    try:
-        registry = load_registry(path)
-        verdicts, records = evaluate(store, run_id, config, registry)
-    except (ConfigError, LookupError) as exc:
-        outcome = SourceOutcome("claims", SOURCE, "error", started, utcnow(), reason=str(exc))
-        store.write_source(run_id, outcome)
-        return outcome, []
-    outcome = SourceOutcome("claims", SOURCE, "ok", started, utcnow(), items_ok=len(verdicts))
-    store.write_source(run_id, outcome, records)
-    return outcome, verdicts

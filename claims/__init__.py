@@ -1,0 +1,48 @@
+"""The claims registry and the verdicts: each claim of the article, the metrics that bear on
+it (SQL over the store) and the rule that turns them into a verdict.
+
+* :mod:`fwsurvey.claims.registry` reads and validates ``claims.toml`` (and expands the
+  ``[metrics.ID.from]`` shorthand into SQL);
+* :mod:`fwsurvey.claims.judge` runs the metrics and judges each claim;
+* :mod:`fwsurvey.claims.stage` is the ``claims`` stage that stores the verdicts.
+"""
+
+from fwsurvey.claims.judge import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOURCE,
+    SQL_TIME_LIMIT_S,
+    VERDICTS,
+    Evidence,
+    Verdict,
+    check_sql,
+    claim_text,
+    evaluate,
+    framework_rows,
+    sql_listing,
+    sql_parameters,
+)
+from fwsurvey.claims.registry import (
+    SECTION_SLUGS,
+    SECTIONS,
+    Claim,
+    From,
+    Metric,
+    Registry,
+    RegistryError,
+    Rule,
+    Section,
+    default_registry_path,
+    expand_from,
+    load_registry,
+    metrics_for,
+)
+from fwsurvey.claims.stage import ClaimsStage, ClaimsUnit, run_claims
+
+__all__ = [
+    "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SECTIONS", "SECTION_SLUGS", "SOURCE",
+    "SQL_TIME_LIMIT_S", "VERDICTS", "Claim", "ClaimsStage", "ClaimsUnit", "Evidence", "From",
+    "Metric", "Registry", "RegistryError", "Rule", "Section", "Verdict", "check_sql",
+    "claim_text", "default_registry_path", "evaluate", "expand_from", "framework_rows",
+    "load_registry", "metrics_for", "run_claims", "sql_listing", "sql_parameters",
+]

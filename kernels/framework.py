@@ -1,0 +1,231 @@
+"""What the kernels need to know about one framework: the :class:`FrameworkAdapter` contract.
+
+The harness (:mod:`fwsurvey.kernels.harness`) and the job matrix
+(:mod:`fwsurvey.kernels.matrix`) never branch on a framework's name; they ask its adapter
+(registered in :mod:`fwsurvey.kernels.adapters`). An adapter answers two kinds of questions:
+
+* **planning**, in the parent process: the framework's modes and the spec each sets, its
+  dynamic-shape variants, the precision a job computes in, the environments and launcher of
+  its data-parallel scaling jobs, the engine and collective backend stored with them;
+* **measuring**, in the job's own process: installed versions, the device's name, the
+  parameter count, one training step read back as a host float (:class:`Stepper`), the
+  compile counter, peak memory, the step a resumed trainer starts at, and the data-parallel
+  engine (:class:`DataParallel`) wrapped around the implementation on N devices.
+
+Heavy imports (torch, jax, trax) happen inside the methods that need them, so importing the
+registry costs nothing measurable: the harness measures import time in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from abc import ABC
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+#: The environment a scaling job runs in: fwsurvey's own, or the pinned older JAX under Trax
+#: (Trax 1.4.1's multi-device Loop needs JAX APIs that current JAX removed).
+MAIN_ENV, JAX_LEGACY_ENV = "main", "jax-legacy"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of running the same implementation, and the spec keys that select it."""
+
+    name: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DynamicVariant:
+    """One variant of the dynamic-shape experiment: its mode, name and spec overrides."""
+
+    mode: str
+    variant: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class Stepper:
+    """One training step returning its loss as a host float.
+
+    Reading the loss back synchronises the step, the same for every framework, so a step's
+    time includes the device work it queued.
+    """
+
+    def __init__(self, trainer: Callable[[], Any]):
+        self.trainer = trainer
+
+    def __call__(self) -> float:
+        loss = self.trainer()
+        # Detached, as a user would log it.
+        return float(loss.detach() if hasattr(loss, "detach") else loss)
+
+
+class CompileCounter:
+    """Counts compilations of the framework under test and the seconds they took.
+
+    This one counts nothing (a framework that never compiles).
+    """
+
+    def install(self) -> None:
+        """Start listening, once the framework is imported."""
+
+    def snapshot(self) -> tuple[int, float]:
+        """Compilations so far, and their seconds."""
+        return 0, 0.0
+
+
+class DataParallel:
+    """What the harness calls around the implementation on N devices; a no-op engine."""
+
+    #: How ``comm_seconds`` is measured, or why it is not.
+    comm_note: ClassVar[str | None] = None
+
+    def __init__(self, n_devices: int, device: str):
+        self.n_devices, self.device = n_devices, device
+
+    @property
+    def reports(self) -> bool:
+        """Whether this process reports to the runner (rank 0 only)."""
+        return True
+
+    def setup(self, spec: dict[str, Any]) -> None:
+        """Adjust the spec before anything is built (the device a rank uses)."""
+
+    def shard_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    def wrap_model(self, model: Any) -> Any:
+        return model
+
+    def check_trainer(self, trainer: Any) -> None:
+        """Fail if the trainer does not train on N devices."""
+
+    def comm_seconds(self) -> float | None:
+        """Seconds of gradient communication so far, where the framework exposes them."""
+        return None
+
+    def global_losses(self, losses: list[float]) -> list[float]:
+        """Each step's loss over the whole global batch."""
+        return losses
+
+    def close(self) -> None:
+        """Leave the process group (PyTorch)."""
+
+
+def rss_peak_mb() -> float:
+    """The process's peak resident set, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_name() -> str:
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+class FrameworkAdapter(ABC):
+    """Everything framework-specific the harness and the matrix need, for one framework."""
+
+    #: The framework's key, as in ``fwsurvey.toml`` and ``<framework>_impl.py``.
+    name: ClassVar[str]
+    #: Distributions whose installed versions every result records.
+    packages: ClassVar[tuple[str, ...]]
+    #: How its implementations run; the first is the one scaling jobs use.
+    modes: ClassVar[tuple[Mode, ...]]
+    #: The dynamic-shape experiment's variants, in run order.
+    dynamic_variants: ClassVar[tuple[DynamicVariant, ...]] = ()
+    #: The N-device engine, as stored in ``kernel_scaling.engine``.
+    engine: ClassVar[str]
+    #: The environments a scaling job runs in, each with its own interpreter.
+    scaling_envs: ClassVar[tuple[str, ...]] = (MAIN_ENV,)
+    #: The data-parallel engine the harness wraps around an implementation on N devices.
+    parallel: ClassVar[type[DataParallel]] = DataParallel
+
+    # -- planning (parent process) ---------------------------------------------------------
+
+    @property
+    def mode_names(self) -> tuple[str, ...]:
+        return tuple(mode.name for mode in self.modes)
+
+    def mode_spec(self, mode: str) -> dict[str, Any]:
+        """The spec keys one mode sets (``compile = true``)."""
+        return dict(next(m.spec for m in self.modes if m.name == mode))
+
+    @property
+    def scaling_mode(self) -> str:
+        return self.modes[0].name
+
+    def precision(self, device: str, profile: str, spec: dict[str, Any]) -> str:
+        """bf16 on a GPU in the full profile where the implementation supports it, else fp32.
+
+        A task says which of its implementations compute in bf16 (``bf16 = [...]`` in its
+        spec), so the recorded precision is the one that actually ran.
+        """
+        if profile == "full" and device != "cpu" and self.name in spec.get("bf16", []):
+            return "bf16"
+        return "fp32"
+
+    def backend(self, device: str) -> str:
+        """The collective backend of its N-device runs."""
+        return "xla"
+
+    @property
+    def comm_note(self) -> str | None:
+        """How the communication share is measured, or why it is not."""
+        return self.parallel.comm_note
+
+    def launcher(self, n_devices: int) -> tuple[str, ...]:
+        """Placed before the harness module on the command line of an N-device job."""
+        return ()
+
+    def host_devices_env(self, n_devices: int) -> dict[str, str]:
+        """Environment variables that stand N devices in for one CPU."""
+        return {}
+
+    # -- measuring (the job's process) -----------------------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        """The installed versions of :attr:`packages` (those installed)."""
+        found = {}
+        for package in self.packages:
+            try:
+                found[package] = version(package)
+            except PackageNotFoundError:
+                pass
+        return found
+
+    def reporting(self, n_devices: int | None) -> bool:
+        """Whether this process reports to the runner (one of N launched processes does)."""
+        return True
+
+    def data_parallel(self, n_devices: int, device: str) -> DataParallel:
+        """The engine that runs an implementation on ``n_devices`` devices."""
+        return self.parallel(n_devices, device)
+
+    def device_name(self, device: str) -> str:
+        return cpu_name()
+
+    def count_params(self, model: Any, trainer: Any) -> int:
+        raise NotImplementedError
+
+    def stepper(self, trainer: Any) -> Callable[[], float]:
+        """One training step of ``trainer``, returning its loss as a host float."""
+        return Stepper(trainer)
+
+    def compile_counter(self) -> CompileCounter:
+        return CompileCounter()
+
+    def peak_memory_mb(self, device: str) -> tuple[float | None, str]:
+        """Peak memory: the device's on a GPU, the process's resident set on a CPU."""
+        return rss_peak_mb(), "rss"
+
+    def resume_step(self, trainer: Any) -> int:
+        """The step a trainer restored from its checkpoints starts at."""
+        return trainer.state["step"]
+
+    def own_frame(self, filename: str) -> bool:
+        """Whether a traceback frame is in the framework's own code (named in errors)."""
+        return f"/{self.name}/" in filename

@@ -1,0 +1,191 @@
+"""PyTorch: eager and ``torch.compile`` modes, and DistributedDataParallel on N devices.
+
+On N devices ``torchrun`` starts N processes (the runner launches it); each joins the default
+process group (gloo on a CPU, NCCL on GPUs), wraps the model in ``DistributedDataParallel``
+and trains on its own contiguous slice of every global batch, as a ``DistributedSampler``
+would give it. DDP all-reduces (averages) the gradients in buckets during the backward pass;
+a communication hook (DDP's own extension point) wraps its default all-reduce with a timer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+from fwsurvey.kernels.framework import (
+    CompileCounter,
+    DataParallel,
+    DynamicVariant,
+    FrameworkAdapter,
+    Mode,
+)
+
+
+class RankSlice:
+    """Every batch of ``source`` cut to one rank's contiguous slice along dimension 0.
+
+    Iterable (a DataLoader's epochs) and an iterator (a generator's stream) alike, so an
+    implementation consumes it the way it consumed the unsliced data.
+    """
+
+    def __init__(self, source: Iterable, rank: int, world: int):
+        self.source, self.rank, self.world = source, rank, world
+        self._stream: Iterator | None = None
+
+    def cut(self, batch: Any) -> Any:
+        if isinstance(batch, tuple | list):
+            return type(batch)(self.cut(part) for part in batch)
+        size = batch.shape[0]
+        if size % self.world:
+            raise ValueError(f"global batch {size} is not divisible by {self.world} ranks")
+        per_rank = size // self.world
+        return batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator:
+        return (self.cut(batch) for batch in self.source)
+
+    def __next__(self) -> Any:
+        if self._stream is None:
+            self._stream = iter(self.source)
+        return self.cut(next(self._stream))
+
+
+def backend(device: str) -> str:
+    """The process group's backend: NCCL on GPUs, gloo on a CPU."""
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+class TorchDDP(DataParallel):
+    """One torchrun worker: a rank of the process group, training a DDP-wrapped model."""
+
+    comm_note = ("time each gradient bucket's all-reduce was in flight (DDP communication hook "
+                 "around its default all-reduce), over step time; it overlaps the backward pass")
+
+    def __init__(self, n_devices: int, device: str):
+        super().__init__(n_devices, device)
+        from datetime import timedelta
+
+        import torch
+        import torch.distributed as dist
+
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world != n_devices:
+            raise RuntimeError(f"launched with {world} processes, the job asks for {n_devices}")
+        self.on_gpu = device.startswith("cuda")
+        if self.on_gpu:
+            torch.cuda.set_device(self.local_rank)
+        # A rank that waits longer than this on a collective has lost its peers.
+        dist.init_process_group(backend(device), timeout=timedelta(minutes=10))
+        self._comm_s = 0.0
+
+    @property
+    def reports(self) -> bool:
+        return self.rank == 0
+
+    def setup(self, spec: dict[str, Any]) -> None:
+        if self.on_gpu:
+            spec["device"] = f"cuda:{self.local_rank}"
+
+    def shard_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "train": RankSlice(data["train"], self.rank, self.n_devices)}
+
+    def wrap_model(self, model: Any) -> Any:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model,
+                                      device_ids=[self.local_rank] if self.on_gpu else None)
+        ddp.register_comm_hook(None, self._timed_allreduce)
+        return ddp
+
+    def _timed_allreduce(self, process_group, bucket):  # DDP rejects other annotations
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        started = time.perf_counter()
+
+        def finished(future: Any) -> Any:
+            self._comm_s += time.perf_counter() - started
+            return future.value()
+
+        return allreduce_hook(process_group, bucket).then(finished)
+
+    def comm_seconds(self) -> float | None:
+        return self._comm_s
+
+    def global_losses(self, losses: list[float]) -> list[float]:
+        import torch
+        import torch.distributed as dist
+
+        # Each rank's loss is the mean over its equal slice: their mean is the global mean.
+        total = torch.tensor(losses, dtype=torch.float64,
+                             device=f"cuda:{self.local_rank}" if self.on_gpu else "cpu")
+        dist.all_reduce(total)
+        return (total / self.n_devices).tolist()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class TorchCompileCounter(CompileCounter):
+    """Graphs dynamo compiled, and the seconds dynamo, AOT and inductor spent on them."""
+
+    def snapshot(self) -> tuple[int, float]:
+        from torch._dynamo.utils import compilation_time_metrics, counters
+
+        forward = sum(compilation_time_metrics.get("_compile.compile_inner", []))
+        backward = sum(compilation_time_metrics.get("compile_fx.<locals>.bw_compiler", []))
+        # Frames dynamo compiled successfully: one per graph (re)compilation.
+        return int(counters["frames"]["ok"]), float(forward + backward)
+
+
+class PyTorchAdapter(FrameworkAdapter):
+    name = "pytorch"
+    packages = ("torch",)
+    modes = (Mode("torch-eager"), Mode("torch-compile", {"compile": True}))
+    dynamic_variants = (
+        DynamicVariant("torch-eager", "eager"),
+        DynamicVariant("torch-compile", "dynamic=None", {"compile": True, "dynamic": None}),
+        DynamicVariant("torch-compile", "dynamic=True", {"compile": True, "dynamic": True}),
+    )
+    engine = "torch.nn.parallel.DistributedDataParallel (torchrun)"
+    parallel: ClassVar[type[DataParallel]] = TorchDDP
+
+    def backend(self, device: str) -> str:
+        return backend(device)
+
+    def launcher(self, n_devices: int) -> tuple[str, ...]:
+        return ("-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_devices}")
+
+    def host_devices_env(self, n_devices: int) -> dict[str, str]:
+        # N processes share the cores, as N XLA host devices do.
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n_devices))}
+
+    def reporting(self, n_devices: int | None) -> bool:
+        # torchrun starts every rank with this module: rank 0 reports.
+        return not n_devices or os.environ.get("RANK", "0") == "0"
+
+    def device_name(self, device: str) -> str:
+        import torch
+
+        if device.startswith("cuda"):
+            return torch.cuda.get_device_name(0)
+        return super().device_name(device)
+
+    def count_params(self, model: Any, trainer: Any) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    def compile_counter(self) -> CompileCounter:
+        return TorchCompileCounter()
+
+    def peak_memory_mb(self, device: str) -> tuple[float | None, str]:
+        if device.startswith("cuda"):
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20, "device"
+        return super().peak_memory_mb(device)

@@ -1,0 +1,141 @@
+"""The rows a training job contributes: ``kernel_runs``, ``kernel_curves`` and, for the
+data-parallel runs, ``kernel_scaling`` (each N compared with its 1-device baseline)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from fwsurvey.kernels.adapters import ADAPTERS
+from fwsurvey.kernels.runner import Job
+from fwsurvey.sources import Record
+
+#: Training losses averaged for ``final_loss`` (single steps are noisy).
+FINAL_LOSS_WINDOW = 10
+
+#: Where scaling runs on a CPU stand in for N devices, every row says so.
+SIMULATED_NOTE = ("N devices simulated on one CPU: this checks correctness and machinery, "
+                  "not speed")
+
+
+def _target_reached(spec: dict[str, Any], metrics: dict[str, float]) -> bool | None:
+    value = metrics.get(spec.get("metric", ""))
+    if value is None or "target" not in spec:
+        return None
+    if spec.get("target_mode") == "max":  # the metric must end at or below the target
+        return value <= spec["target"]
+    return value >= spec["target"]
+
+
+def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Record]:
+    """The rows one job contributes: its ``kernel_runs`` row and its loss curve."""
+    spec = job.spec
+    losses = result.get("losses") or []
+    metrics = result.get("metrics") or {}
+    metric = spec.get("metric")
+    row = {
+        "job": job.key, "task": job.task, "framework": job.framework, "mode": job.mode,
+        "experiment": job.experiment, "variant": job.variant,
+        "profile": spec.get("profile"), "status": result["status"],
+        "phase_reached": result.get("phase"), "error": result.get("error"),
+        "device": job.device, "device_name": result.get("device_name"),
+        "precision": job.precision, "versions": result.get("versions") or {},
+        "n_params": result.get("n_params"), "batch": spec.get("batch"),
+        "seq_len": spec.get("seq_len") if "seq_lens" not in spec else None,
+        "seq_lens": spec.get("seq_lens"),
+        "steps": spec.get("steps"), "timed_steps": result.get("timed_steps"),
+        "import_s": result.get("import_s"), "data_s": result.get("data_s"),
+        "build_s": result.get("build_s"), "first_step_s": result.get("first_step_s"),
+        "step_median_ms": result.get("step_median_ms"),
+        "step_iqr_ms": result.get("step_iqr_ms"), "step_mean_ms": result.get("step_mean_ms"),
+        "throughput": result.get("throughput"),
+        "throughput_unit": result.get("throughput_unit"),
+        "peak_mem_mb": result.get("peak_mem_mb"), "mem_kind": result.get("mem_kind"),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": _final_loss(losses),
+        "eval_metric": metric, "eval_value": metrics.get(metric),
+        "target": spec.get("target"), "target_mode": spec.get("target_mode", "min"),
+        # The dynamic experiment measures compilation, not quality: no target there.
+        "reached_target": _target_reached(spec, metrics) if job.experiment == "train" else None,
+        "compiles_total": result.get("compiles_total"),
+        "compiles_timed": result.get("compiles_timed"),
+        "compile_s_total": result.get("compile_s_total"),
+        "compile_s_timed": result.get("compile_s_timed"),
+        "flops_per_step": result.get("flops_per_step"), "mfu": result.get("mfu"),
+        "resume_status": result.get("resume_status"),
+        "resumed_at_step": result.get("resumed_at_step"),
+        "resume_error": result.get("resume_error"),
+        "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
+    }
+    return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at)]
+
+
+def curve_records(job: Job, losses: list[float], fetched_at: str) -> list[Record]:
+    """A job's loss at every step (``kernel_curves``)."""
+    return [Record("kernel_curves", {"job": job.key, "step": i + 1, "loss": loss,
+                                     "fetched_at": fetched_at})
+            for i, loss in enumerate(losses)]
+
+
+def _final_loss(losses: list[float]) -> float | None:
+    return statistics.fmean(losses[-FINAL_LOSS_WINDOW:]) if losses else None
+
+
+def scaling_records(runs: list[tuple[Job, dict[str, Any], str]]) -> list[Record]:
+    """``kernel_scaling`` rows (and loss curves) of one task's data-parallel runs.
+
+    Each N is compared with the 1-device run of the same framework and environment:
+    scaling efficiency ``throughput_N / (N × throughput_1)``, and loss parity, the largest
+    per-step difference between the two loss curves (same global batches, same seed)
+    against the task's ``loss_tolerance``.
+    """
+    baselines = {(job.framework, job.environment): result for job, result, _ in runs
+                 if job.n_devices == 1 and result["status"] == "ok"}
+    records: list[Record] = []
+    for job, result, fetched_at in runs:
+        spec, n, env = job.spec, job.n_devices or 1, job.environment
+        losses = result.get("losses") or []
+        base = baselines.get((job.framework, env))
+        ok = result["status"] == "ok"
+        versions = result.get("versions") or {}
+        tolerance = spec.get("loss_tolerance_bf16" if job.precision == "bf16"
+                             else "loss_tolerance")
+        efficiency = diff = matches = None
+        if ok and base and result.get("throughput") and base.get("throughput"):
+            efficiency = result["throughput"] / (n * base["throughput"])
+        if ok and base and n > 1:
+            reference = base.get("losses") or []
+            if len(reference) == len(losses) and losses:
+                diff = max(abs(a - b) for a, b in zip(losses, reference, strict=True))
+                matches = tolerance is not None and diff <= tolerance
+            else:
+                matches = False
+        simulated = job.device == "cpu"
+        adapter = ADAPTERS[job.framework]
+        row = {
+            "job": job.key, "task": job.task, "framework": job.framework, "env": env,
+            "engine": adapter.engine, "backend": adapter.backend(job.device),
+            "n_devices": n, "device": job.device, "device_name": result.get("device_name"),
+            "simulated": simulated, "note": SIMULATED_NOTE if simulated else None,
+            "profile": spec.get("profile"), "precision": job.precision,
+            "status": result["status"], "phase_reached": result.get("phase"),
+            "error": result.get("error"), "versions": versions,
+            "jax_version": versions.get("jax"),
+            "global_batch": spec["batch"], "per_device_batch": spec["batch"] // n,
+            "seq_len": spec.get("seq_len"), "steps": spec.get("steps"),
+            "timed_steps": result.get("timed_steps"),
+            "step_median_ms": result.get("step_median_ms"),
+            "step_iqr_ms": result.get("step_iqr_ms"),
+            "throughput": result.get("throughput"),
+            "throughput_unit": result.get("throughput_unit"),
+            "efficiency": efficiency, "comm_share": result.get("comm_share"),
+            "comm_note": adapter.comm_note,
+            "first_loss": losses[0] if losses else None, "final_loss": _final_loss(losses),
+            "loss_max_abs_diff": diff, "loss_tolerance": tolerance, "loss_matches_1": matches,
+            "mfu": result.get("mfu"), "peak_mem_mb": result.get("peak_mem_mb"),
+            "mem_kind": result.get("mem_kind"),
+            "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
+        }
+        records.append(Record("kernel_scaling", row))
+        records += curve_records(job, losses, fetched_at)
+    return records

@@ -1,0 +1,57 @@
+"""Every task's spec.toml is validated when the tasks are discovered."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fwsurvey.config import ConfigError
+from fwsurvey.kernels.tasks import KERNELS_DIR, discover
+
+
+def copy_task(tmp_path: Path, task: str, old: str = "", new: str = "") -> Path:
+    """A ``kernels/`` folder holding one task, its spec.toml edited (``old`` → ``new``)."""
+    root = tmp_path / "kernels"
+    shutil.copytree(KERNELS_DIR / task, root / task,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    spec = root / task / "spec.toml"
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    return root
+
+
+def test_the_shipped_specs_are_valid():
+    assert len(discover()) == 6
+
+
+@pytest.mark.parametrize("task, old, new, message", [
+    ("mlp_digits", "batch = 64", "btach = 64", "quick.btach: unknown key (misspelt?)"),
+    ("mlp_digits", "optimizer", "optimiser", "optimiser: unknown key (misspelt?)"),
+    ("mlp_digits", "steps = 300", "steps = 3.5", "quick.steps: expected an integer, got 3.5"),
+    ("mlp_digits", "target = 0.9", "target = '0.9'", "target: expected a number, got '0.9'"),
+    ("mlp_digits", "[quick]\nhidden = 128\nbatch = 64", "[quick]\nhidden = 128",
+     "quick.batch: required key is missing (in this table or at the top level)"),
+    ("mlp_digits", "loss_tolerance =", "loss_tolerence =",
+     "scaling.loss_tolerence: unknown key (misspelt?)"),
+    ("lstm_text", 'target_mode = "max"', 'target_mode = "maximum"',
+     "target_mode: expected one of 'min' or 'max', got 'maximum'"),
+    ("transformer_lm", 'bf16 = ["pytorch", "jax"]', 'bf16 = ["pytroch", "jax"]',
+     "bf16[0]: 'pytroch' is not a framework with an adapter; known: jax, pytorch, trax"),
+    ("transformer_lm", "seq_lens = [", "seq_len = [",
+     "dynamic.seq_len: expected an integer, got [24, 32, 40, 48, 56, 64, 80, 96]"),
+])
+def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, task, old, new, message):
+    root = copy_task(tmp_path, task, old, new)
+    with pytest.raises(ConfigError) as info:
+        discover(root)
+    assert str(info.value) == f"kernels/{task}/spec.toml: {message}"
+    assert info.value.path == root / task / "spec.toml"
+
+
+def test_a_spec_that_is_not_toml_is_named(tmp_path):
+    root = copy_task(tmp_path, "cnn_digits", "seed = 0", "seed = ")
+    with pytest.raises(ConfigError, match=r"^kernels/cnn_digits/spec.toml: not valid TOML"):
+        discover(root)
