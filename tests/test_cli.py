@@ -151,3 +151,25 @@ def test_installed_entry_point_answers():
     assert result.returncode == 0
     for command in ("collect", "report", "run", "serve", "status"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("edit, message", [
+    # a misspelt source table: before, silently ignored (and its settings with it)
+    (("[sources.pypi]", "[sources.pipy]"),
+     "fwsurvey.toml: sources.pipy: unknown source (misspelt?); known: pypi, github, git, "
+     "downloads, docs"),
+    (("index_url =", "index_ur ="), "fwsurvey.toml: sources.pypi.index_ur: unknown key"),
+    (("[kernels]\nenabled = false", "[kernels]\nenabled = false\nframeworks = [\"pytroch\"]"),
+     "fwsurvey.toml: kernels.frameworks[0]: 'pytroch' is not a framework with an adapter"),
+])
+def test_every_command_refuses_a_misspelt_table_or_key(write_config, capsys, edit, message):
+    path = write_config()
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    for command in ("status", "collect", "report"):
+        assert invoke(command, "--config", str(path)) == cli.EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {message}"), err
+        assert "\n" not in err  # one line
+    assert not (path.parent / "out").exists()  # nothing ran, nothing was written
