@@ -36,8 +36,10 @@ from radon.visitors import ComplexityVisitor
 from fwsurvey.analyzers.cognitive import cognitive_complexity, max_nesting
 from fwsurvey.analyzers.phases import PREAMBLE, WHOLE, split_phases
 
-#: Bump when any metric's definition changes: cached results of older versions are ignored.
-ANALYZER_VERSION = "1"
+#: Bump when any metric's definition changes, or what can be measured and how a failure is
+#: classed (2: deeper nesting measured, too_complex and parser_limit): cached results of
+#: older versions are ignored.
+ANALYZER_VERSION = "2"
 
 #: Metric columns of ergonomics_metrics, in table order.
 METRIC_COLUMNS = (
@@ -79,7 +81,7 @@ class LibraryIndex:
 
 
 class AnalysisError(Exception):
-    """The file cannot be measured (a syntax error): ``kind`` goes to item_errors."""
+    """The file cannot be measured (a syntax error, ...): ``kind`` goes to item_errors."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -228,17 +230,31 @@ def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple
 
     ``framework`` None: detected from the imports. The first row is the whole file
     (phase ``all``); marked files add one row per phase. Raises AnalysisError on a syntax
-    error.
+    error (``syntax_error``), on valid code libcst cannot read (``parser_limit``) and on
+    nesting too deep to parse (``too_complex``); MemoryError and RecursionError of the
+    later steps propagate (measure.measure words them).
     """
+    # Python's own parser decides what is valid code (it only parses: nothing is run).
+    # A MemoryError goes to the caller, which tells exhaustion from the parser giving up.
     try:
         tree = ast.parse(text)
-        module = cst.parse_module(text)
     except SyntaxError as exc:
-        raise AnalysisError("syntax_error", f"line {exc.lineno}: {exc.msg}") from None
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        raise AnalysisError("syntax_error", f"{where}{exc.msg}") from None
+    except ValueError as exc:  # e.g. null bytes, on some Python versions
+        raise AnalysisError("syntax_error", str(exc)) from None
+    except RecursionError:
+        raise AnalysisError("too_complex", "nested too deeply for Python's parser"
+                                           " (its recursion limit)") from None
+    try:
+        module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        raise AnalysisError("syntax_error", f"line {exc.raw_line}: {exc.message}") from None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        raise AnalysisError("syntax_error", f"{type(exc).__name__}: {exc}") from None
+        # Valid (Python parsed it) but beyond what libcst's parser reads.
+        raise AnalysisError("parser_limit", "valid Python that libcst's parser cannot read"
+                            f" (a parser limit): line {exc.raw_line}: {exc.message}") from None
+    except RecursionError:
+        raise AnalysisError("too_complex", "nested too deeply for libcst's parser"
+                                           " (its recursion limit)") from None
     if framework is None:
         framework = detect_framework(tree, imports)
 

@@ -2,14 +2,16 @@
 
 A result is a plain dict (``analyze_source``'s, plus notebook details) or an error
 ``{"error": kind, "message": ...}``; it is what ``ergonomics_cache`` stores, so a cached
-file and a measured one give the same rows.
+file and a measured one give the same rows. Every file is measured in a bounded worker
+(time and memory limits, see fwsurvey.analyzers.workers): in-process measuring could not be
+stopped, so there is none. Failures due to a limit or a lost worker are not cached
+(``cacheable``).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fwsurvey.analyzers.code_input import InputError, decode
@@ -21,14 +23,22 @@ from fwsurvey.analyzers.ergonomics import (
 )
 from fwsurvey.analyzers.settings import ErgonomicsSettings
 from fwsurvey.analyzers.targets import Target
+from fwsurvey.analyzers.workers import DIED, MEMORY, TIMEOUT, Limits, near_memory_limit, run_bounded
 from fwsurvey.sources import Record
 from fwsurvey.store import ItemError
 
-_worker: dict[str, Any] = {}
+#: Error kinds that depend on the limits, the machine's load or its memory rather than on the
+#: file and the analyzer key alone: never cached, so the next run measures the file again
+#: (its cost bounded by the limits), and raising a limit takes effect at once.
+TRANSIENT_ERRORS = frozenset({TIMEOUT, MEMORY, DIED, "unreadable"})
+_SETTINGS = "analyzers.ergonomics."
 
 
-def _init_worker(settings: ErgonomicsSettings, index: LibraryIndex) -> None:
-    _worker["settings"], _worker["index"] = settings, index
+def limits(settings: ErgonomicsSettings) -> Limits:
+    """The per-file limits of ``settings``, with the keys that raise them."""
+    return Limits(settings.max_file_seconds, settings.max_file_memory_mb,
+                  seconds_setting=f"{_SETTINGS}max_file_seconds",
+                  memory_setting=f"{_SETTINGS}max_file_memory_mb")
 
 
 def measure(name: str, data: bytes, framework: str | None, settings: ErgonomicsSettings,
@@ -40,27 +50,35 @@ def measure(name: str, data: bytes, framework: str | None, settings: ErgonomicsS
                                 ceremony=settings.ceremony, index=index)
     except (InputError, AnalysisError) as exc:
         return {"error": exc.kind, "message": str(exc)}
+    except MemoryError:
+        if near_memory_limit():
+            return {"error": MEMORY, "message": limits(settings).memory_message()}
+        # Python 3.11's parser raises a bare MemoryError on code nested too deeply for it.
+        return {"error": "too_complex", "message": "nested too deeply for Python's parser"
+                " (it gave up with a MemoryError, far below the memory limit)"}
+    except RecursionError:
+        return {"error": "too_complex", "message": "nested too deeply for the analyzer"
+                f" (over {sys.getrecursionlimit():,} levels of recursion)"}
     except Exception as exc:  # noqa: BLE001 - a file nobody planned for must not stop the run
         return {"error": "analyzer_error", "message": f"{type(exc).__name__}: {exc}"}
     return {**result, "notebook": source.notebook, "magic_lines": source.magic_lines}
 
 
-def _measure_in_worker(job: tuple[str, bytes, str | None]) -> dict[str, Any]:
-    return measure(*job, _worker["settings"], _worker["index"])
-
-
 def measure_all(jobs: list[tuple[str, bytes, str | None]], settings: ErgonomicsSettings,
-                index: LibraryIndex) -> Iterator[dict[str, Any]]:
-    """Results in job order; a pool of ``settings.workers`` processes when it pays off."""
-    if settings.workers <= 1 or len(jobs) < 4:
-        for job in jobs:
-            yield measure(*job, settings, index)
-        return
-    # spawn, not fork: the parent may hold threads (rich's progress) and open SQLite handles.
-    with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(settings, index)) as pool:
-        chunk = max(1, min(16, len(jobs) // (settings.workers * 4)))
-        yield from pool.map(_measure_in_worker, jobs, chunksize=chunk)
+                index: LibraryIndex, *,
+                measure_fn: Callable[..., dict[str, Any]] = measure) -> Iterator[dict[str, Any]]:
+    """Results in job order, each file measured in a worker process under the per-file time
+    and memory limits (fwsurvey.analyzers.workers); ``settings.workers`` of them at a time.
+
+    ``measure_fn`` (importable by name) stands in for :func:`measure` in tests.
+    """
+    yield from run_bounded(measure_fn, jobs, (settings, index), limits(settings),
+                           settings.workers)
+
+
+def cacheable(result: dict[str, Any]) -> bool:
+    """Whether a result may be cached: measured, or failed for a reason of the file's own."""
+    return result.get("error") not in TRANSIENT_ERRORS
 
 
 def analyzer_key(settings: ErgonomicsSettings, index: LibraryIndex, target: Target) -> str:

@@ -67,6 +67,12 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    return float(value)
+
+
 def _metric(name: str) -> str:
     if name not in COMPOSITE_METRICS:
         raise ValueError(f"unknown metric; one of {', '.join(COMPOSITE_METRICS)}")
@@ -120,6 +126,7 @@ def _symbols(names: tuple[str, ...]) -> tuple[str, ...]:
 FrameworkKey = Annotated[str, AfterValidator(_configured)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
 
 
 class _Root(RootModel):
@@ -129,6 +136,12 @@ class _Root(RootModel):
 
 
 # -- [analyzers.ergonomics] --------------------------------------------------------------------
+
+#: Defaults of the per-file limits: two workers at 2 GiB each fit a 2-core, 24 GiB machine
+#: with room to spare; a kernel file takes about a second, so 60 s stops only runaways.
+DEFAULT_FILE_SECONDS = 60.0
+DEFAULT_FILE_MEMORY_MB = 2048
+
 
 @dataclass(frozen=True)
 class ErgonomicsSettings:
@@ -140,9 +153,17 @@ class ErgonomicsSettings:
     ceremony: dict[str, tuple[str, ...]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     imports: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Wall-clock seconds one file's measurement may take (its worker is then killed).
+    max_file_seconds: float = DEFAULT_FILE_SECONDS
+    #: Megabytes of address space one file's measurement may add to an idle worker's.
+    max_file_memory_mb: int = DEFAULT_FILE_MEMORY_MB
 
     def fingerprint(self) -> str:
-        """A hash of everything that changes a file's metrics (part of the cache key)."""
+        """A hash of everything that changes a file's metrics (part of the cache key).
+
+        The time and memory limits are left out: they never change a measured file's rows,
+        only whether it is measured at all, and a failure due to a limit is not cached.
+        """
         data = {"ceremony": self.ceremony, "imports": self.imports,
                 "max_file_bytes": self.max_file_bytes}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -154,6 +175,9 @@ class ErgonomicsTable(ConfigModel):
     kernels: str = "kernels"
     workers: PositiveInt = 2
     max_file_bytes: PositiveInt = 2_000_000
+    #: Seconds and megabytes one file may take in its worker before it is stopped.
+    max_file_seconds: PositiveNumber = DEFAULT_FILE_SECONDS
+    max_file_memory_mb: PositiveInt = DEFAULT_FILE_MEMORY_MB
     #: Framework → calls counted as training-loop ceremony (matched by their last name).
     ceremony: dict[FrameworkKey, Names] = {}
     #: Metric → weight in the composite; default: DEFAULT_WEIGHTS.
@@ -171,6 +195,7 @@ def ergonomics_settings(config: SurveyConfig) -> ErgonomicsSettings:
     return ErgonomicsSettings(
         kernels=path if path.is_absolute() else config.path.parent / path,
         workers=table.workers, max_file_bytes=table.max_file_bytes,
+        max_file_seconds=table.max_file_seconds, max_file_memory_mb=table.max_file_memory_mb,
         ceremony=dict(table.ceremony),
         weights=dict(table.weights) if table.weights is not None else dict(DEFAULT_WEIGHTS),
         imports=imports)

@@ -7,9 +7,11 @@ Two units, each written in one transaction with its outcome:
   strategies of ``[analyzers.distributed_strategies.FW]`` probed there too;
 * ``ergonomics``: the paired implementations (``kernels/<task>/<framework>_impl.py``) or any
   files, folders and notebooks given, measured without importing them. Results are cached in
-  ``ergonomics_cache`` by content hash and analyzer key, and misses are measured by a pool of
-  worker processes (fwsurvey.analyzers.measure). Names resolve through the library index the
-  surface unit just read, else the newest stored one.
+  ``ergonomics_cache`` by content hash and analyzer key, and misses are measured by worker
+  processes under a per-file time and memory limit (fwsurvey.analyzers.measure and .workers);
+  a file that cannot be read, overruns a limit or loses its worker is an item error, and the
+  other files are still measured. Names resolve through the library index the surface unit
+  just read, else the newest stored one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from fwsurvey.analyzers.library_surface import (
     surface_index,
     surface_records,
 )
-from fwsurvey.analyzers.measure import analyzer_key, file_records, measure_all
+from fwsurvey.analyzers.measure import analyzer_key, cacheable, file_records, measure_all
 from fwsurvey.analyzers.pairs import pair_records
 from fwsurvey.analyzers.settings import (
     StrategySpec,
@@ -40,10 +42,11 @@ from fwsurvey.analyzers.settings import (
     surface_settings,
 )
 from fwsurvey.analyzers.targets import IMPL_SUFFIX, Target, kernel_targets, user_targets
+from fwsurvey.analyzers.workers import WorkersFailed
 from fwsurvey.config import SurveyConfig
 from fwsurvey.provenance import installed_version
 from fwsurvey.sources import Record
-from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitSkipped
+from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitFailed, UnitSkipped
 from fwsurvey.store import Store, utcnow
 
 SURFACE_SOURCE = "library_surface"
@@ -156,15 +159,21 @@ class ErgonomicsUnit(Unit):
         cache_rows: list[Record] = []
         keys = {t.display: analyzer_key(settings, index, t) for t in targets}
         for t in targets:
-            size = t.path.stat().st_size
-            info[t.display] = {"bytes": size, "content_sha256": None, "cached": False}
-            if size > settings.max_file_bytes:  # not even read
-                results[t.display] = {"error": "too_large", "message":
-                                      f"{size:,} bytes is over the limit of "
-                                      f"{settings.max_file_bytes:,} (analyzers.ergonomics."
-                                      "max_file_bytes)"}
+            info[t.display] = {"bytes": None, "content_sha256": None, "cached": False}
+            try:
+                size = info[t.display]["bytes"] = t.path.stat().st_size
+                if size > settings.max_file_bytes:  # not even read
+                    results[t.display] = {"error": "too_large", "message":
+                                          f"{size:,} bytes is over the limit of "
+                                          f"{settings.max_file_bytes:,} (analyzers.ergonomics."
+                                          "max_file_bytes)"}
+                    continue
+                data = t.path.read_bytes()
+            except OSError as exc:  # gone, a broken link, no permission: this file only
+                results[t.display] = {"error": "unreadable", "message": f"cannot be read"
+                                      f" ({exc.strerror or exc}); check the file and its"
+                                      " permissions"}
                 continue
-            data = t.path.read_bytes()
             sha = hashlib.sha256(data).hexdigest()
             info[t.display]["content_sha256"] = sha
             misses.append((t, sha, keys[t.display], data))
@@ -180,12 +189,16 @@ class ErgonomicsUnit(Unit):
         fetched_at = utcnow()
         measured = measure_all([(t.display, data, t.framework) for t, _, _, data in jobs],
                                settings, index)
-        for (t, sha, key, _), result in zip(jobs, measured, strict=True):
-            results[t.display] = result
-            cache_rows.append(Record("ergonomics_cache", {
-                "content_sha256": sha, "analyzer_key": key, "result": json.dumps(result),
-                "fetched_at": fetched_at}))
-            tally.progress.item_done(self.source, t.display)
+        try:
+            for (t, sha, key, _), result in zip(jobs, measured, strict=True):
+                results[t.display] = result
+                if cacheable(result):  # a failure due to a limit is measured again next run
+                    cache_rows.append(Record("ergonomics_cache", {
+                        "content_sha256": sha, "analyzer_key": key,
+                        "result": json.dumps(result), "fetched_at": fetched_at}))
+                tally.progress.item_done(self.source, t.display)
+        except WorkersFailed as exc:
+            raise UnitFailed(str(exc)) from None
 
         records, errors = file_records(targets, results, info, fetched_at)
         if not paths:

@@ -59,9 +59,15 @@ def user_targets(paths: list[Path]) -> list[Target]:
                                  if d not in SKIP_DIRS and not d.startswith("."))
             for name in sorted(filenames):
                 path = Path(dirpath) / name
-                if is_analyzable(path) and path.is_file():
+                # A broken link is kept, to be reported as unreadable rather than lost;
+                # anything else that is not a plain file (a pipe would block) is not.
+                if is_analyzable(path) and (path.is_file() or _broken_link(path)):
                     targets.append(Target(path, _display(path, Path.cwd()), "user"))
     return targets
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _display(path: Path, base: Path) -> str:

@@ -10,8 +10,12 @@ evidence``, with what is missing and why. Then ``supported`` at or above ``suppo
 ``contradicted`` at or below ``contradict_share`` (no measurable difference contradicts a
 claim that one framework is ahead), ``mixed`` in between.
 
-Metric SQL runs read-only, with a time limit, with ``survey_frameworks`` of the evaluating
-run in place (rolled back afterwards: the stage writes those rows with the verdicts).
+Metric SQL runs under one guard, in judging and in ``fwsurvey claims --check`` alike:
+read-only (``PRAGMA query_only``), an authorizer that refuses ATTACH, DETACH (so VACUUM and
+VACUUM INTO, which attach their target), transaction control and every pragma but the
+read-only ones, a time limit and a row limit. In judging, ``survey_frameworks`` of the
+evaluating run is in place (rolled back afterwards: the stage writes those rows with the
+verdicts).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,8 +41,24 @@ from fwsurvey.store import Store, utcnow
 VERDICTS = ("supported", "contradicted", "mixed", "insufficient evidence")
 #: The ``source`` the claims stage writes its rows under.
 SOURCE = "claims"
-#: Seconds one metric's SQL may run before it is stopped (and recorded as missing).
+#: Seconds one metric's SQL may run before it is stopped (recorded as missing in judging, a
+#: problem of the metric in the check).
 SQL_TIME_LIMIT_S = 10.0
+#: Rows one metric's SQL may return (one per framework and item; a runaway query is stopped).
+SQL_MAX_ROWS = 100_000
+#: Pragmas metric SQL may run: reading the schema and the database's settings. SQLite runs
+#: some itself (``pragma_table_info('t')`` is ``table_info``). Any other, and any assignment
+#: (``PRAGMA query_only = OFF``), is refused.
+READ_ONLY_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_info", "index_xinfo", "index_list",
+    "foreign_key_list", "foreign_key_check", "database_list", "collation_list",
+    "function_list", "module_list", "pragma_list", "compile_options", "integrity_check",
+    "quick_check", "user_version", "application_id", "schema_version", "data_version",
+    "page_count", "page_size", "freelist_count", "encoding", "query_only"})
+#: Pragmas whose argument names what to read rather than a value to set.
+_PRAGMAS_WITH_NAMES = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_info", "index_xinfo", "index_list",
+    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"})
 
 # -- checking -----------------------------------------------------------------------------------
 
@@ -46,27 +68,110 @@ OPTIONAL_COLUMNS = ("item", "run_id", "source", "fetched_at", "note")
 
 
 def check_sql(registry: Registry) -> list[str]:
-    """Problems with the metrics' SQL, found by running it on an empty migrated database."""
+    """Problems with the metrics' SQL, found by running it on an empty migrated database
+    under the guard judging uses (read-only, refused statements, time limit)."""
     db = Database(memory=True)
     migrations.apply(db)
+    db.conn.isolation_level = None  # no implicit BEGIN: a writing metric meets query_only
     problems = []
-    for metric in registry.metrics.values():
-        try:
-            cursor = db.conn.execute(metric.sql, {"run_id": 1, "a": "a", "b": "b"})
-            columns = [d[0] for d in cursor.description or ()]
-        except sqlite3.Error as exc:
-            problems.append(f"metrics.{metric.id}: SQL fails: {exc}")
-            continue
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        extra = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-        if missing:
-            problems.append(f"metrics.{metric.id}: SQL must return {', '.join(missing)}")
-        if extra:
-            problems.append(f"metrics.{metric.id}: SQL returns unknown columns {extra}"
-                            f" (allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})")
+    with _guarded(db.conn):
+        for metric in registry.metrics.values():
+            try:
+                columns, _ = _execute(db.conn, metric.sql, {"run_id": 1, "a": "a", "b": "b"},
+                                      keep=False)
+            except MetricSQLError as exc:
+                problems.append(f"metrics.{metric.id}: {exc}")
+                continue
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            extra = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+            if missing:
+                problems.append(f"metrics.{metric.id}: SQL must return {', '.join(missing)}")
+            if extra:
+                problems.append(f"metrics.{metric.id}: SQL returns unknown columns {extra}"
+                                f" (allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})")
+    db.conn.close()
     unused = set(registry.metrics) - {m for c in registry.claims for m in c.metrics}
     problems += [f"metrics.{m}: not used by any claim" for m in sorted(unused)]
     return problems
+
+
+# -- the guard around metric SQL ----------------------------------------------------------------
+
+class MetricSQLError(Exception):
+    """A metric's SQL failed, was refused or was stopped; the message says which and why."""
+
+
+class _Authorizer:
+    """SQLite's authorizer callback: refuses what a metric has no business doing, and keeps
+    the first refusal's reason (SQLite itself only says "not authorized")."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, _db: str | None,
+                 _trigger: str | None) -> int:
+        reason = None
+        if action == sqlite3.SQLITE_ATTACH:
+            reason = (f"ATTACH or VACUUM ({arg1!r}) is refused: metric SQL reads the store,"
+                      " it never opens, writes or copies database files")
+        elif action == sqlite3.SQLITE_DETACH:
+            reason = "DETACH is refused: metric SQL reads the store as it is"
+        elif action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+            reason = f"{arg1} is refused: metric SQL runs inside the judge's transaction"
+        elif action == sqlite3.SQLITE_PRAGMA:
+            name = (arg1 or "").lower()
+            if name not in READ_ONLY_PRAGMAS or (arg2 is not None
+                                                  and name not in _PRAGMAS_WITH_NAMES):
+                reason = (f"PRAGMA {arg1}{'' if arg2 is None else f' = {arg2}'} is refused:"
+                          " metric SQL may only read pragmas such as table_info")
+        if reason is None:
+            return sqlite3.SQLITE_OK
+        self.refused = self.refused or reason
+        return sqlite3.SQLITE_DENY
+
+
+@contextmanager
+def _guarded(conn: sqlite3.Connection) -> Iterator[None]:
+    """Read-only for the metric SQL run inside; ``_execute`` adds the authorizer and limits."""
+    conn.execute("PRAGMA query_only = ON")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA query_only = OFF")
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: dict[str, Any], *,
+             keep: bool = True) -> tuple[list[str], list[tuple]]:
+    """Run one metric's SQL under the authorizer, the time limit and the row limit.
+
+    Returns its columns and rows (``keep=False``: rows are read, to run the query to its
+    end, but not kept). Raises MetricSQLError saying why it failed, was refused or stopped.
+    """
+    authorizer = _Authorizer()
+    deadline = time.monotonic() + SQL_TIME_LIMIT_S
+    conn.set_authorizer(authorizer)
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    rows: list[tuple] = []
+    try:
+        cursor = conn.execute(sql, params)
+        columns = [d[0] for d in cursor.description or ()]
+        for n, row in enumerate(cursor, 1):
+            if n > SQL_MAX_ROWS:
+                raise MetricSQLError(f"the metric's SQL returned over {SQL_MAX_ROWS:,} rows"
+                                     " and was stopped")
+            if keep:
+                rows.append(row)
+        return columns, rows
+    except sqlite3.Error as exc:
+        if authorizer.refused:
+            raise MetricSQLError(f"the metric's SQL was refused: {authorizer.refused}") from None
+        if "interrupted" in str(exc):
+            raise MetricSQLError(f"the metric's SQL ran past {SQL_TIME_LIMIT_S:g} s and was"
+                                 " stopped") from None
+        raise MetricSQLError(f"the metric's SQL failed: {exc}") from None
+    finally:
+        conn.set_progress_handler(None, 0)
+        conn.set_authorizer(None)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -169,7 +274,7 @@ def evaluate(store: Store, run_id: int, config: SurveyConfig, registry: Registry
 
 def _metric_values(store: Store, run_id: int, config: SurveyConfig, registry: Registry,
                    frameworks: list[dict[str, Any]]) -> dict[str, list[dict] | str]:
-    """Run each used metric's SQL (read-only, time-limited) with survey_frameworks in place.
+    """Run each used metric's SQL (guarded: ``_execute``) with survey_frameworks in place.
 
     Returns the rows per metric id, or the error text when the SQL failed.
     """
@@ -184,12 +289,9 @@ def _metric_values(store: Store, run_id: int, config: SurveyConfig, registry: Re
             " name, role, engine_for, pypi, github) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [[run_id, SOURCE, utcnow(), r["framework"], r["name"], r["role"], r["engine_for"],
               r["pypi"], r["github"]] for r in frameworks])
-        conn.execute("PRAGMA query_only = ON")
-        try:
+        with _guarded(conn):
             for mid in sorted(used):
                 out[mid] = _run_sql(conn, registry.metrics[mid].sql, params)
-        finally:
-            conn.execute("PRAGMA query_only = OFF")
     finally:
         conn.execute("ROLLBACK TO claims_evaluation")
         conn.execute("RELEASE claims_evaluation")
@@ -197,18 +299,11 @@ def _metric_values(store: Store, run_id: int, config: SurveyConfig, registry: Re
 
 
 def _run_sql(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[dict] | str:
-    deadline = time.monotonic() + SQL_TIME_LIMIT_S
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
-        cursor = conn.execute(sql, params)
-        columns = [d[0] for d in cursor.description or ()]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    except sqlite3.Error as exc:
-        if "interrupted" in str(exc):
-            return f"the metric's SQL ran past {SQL_TIME_LIMIT_S:g} s and was stopped"
-        return f"the metric's SQL failed: {exc}"
-    finally:
-        conn.set_progress_handler(None, 0)
+        columns, rows = _execute(conn, sql, params)
+    except MetricSQLError as exc:
+        return str(exc)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -11,8 +11,13 @@ Issues and pull requests are fetched incrementally, sorted by ``updated`` ascend
 the stored watermark minus an overlap, and never from later than the start of the metrics
 window, so each run sees every issue the windowed metrics need.
 
-The token comes from the environment (``GITHUB_TOKEN``); it is handed to PyGithub only and
-never put in a row, a log line or a message.
+The token comes from the environment (``GITHUB_TOKEN``, or the variable ``token_env`` names);
+it is handed to PyGithub only, and the variable is registered with :mod:`fwsurvey.secrets`, so
+an answer that echoes the token is redacted from every row, log line and message.
+
+The HTTP cache lives beside the database the run uses (``http-cache/github``), unless
+``http_cache`` names another place; where it cannot be written (a read-only folder), requests
+go uncached.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from github.GithubException import (
 from fwsurvey.collectors import chaoss
 from fwsurvey.config import SourceSettings, SurveyConfig
 from fwsurvey.http import call_with_retries, describe, make_session
+from fwsurvey.secrets import register_env
 from fwsurvey.sources import (
     Collector,
     Item,
@@ -173,6 +179,7 @@ class GitHubCollector(Collector):
         self.stats_wait = options.stats_wait
         cache = options.http_cache or str(config.database.parent / "http-cache" / "github")
         self.http_cache: Path | None = None if cache == "off" else Path(cache)
+        register_env(options.token_env)
         token = os.environ.get(options.token_env) or None
         retry = GithubRetry(
             total=self.settings.retries - 1,
@@ -259,7 +266,16 @@ class GitHubCollector(Collector):
     def _cached(self):
         if self.http_cache is None:
             return nullcontext()
-        self.http_cache.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.http_cache.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+        store = Path(f"{self.http_cache}.sqlite")
+        if not os.access(folder, os.W_OK) or (store.exists() and not os.access(store, os.W_OK)):
+            # A read-only folder (``fwsurvey status`` on a read-only database): no cache.
+            log.info("github: HTTP cache %s is not writable; requests go uncached", store)
+            return nullcontext()
         # Scoped patch of requests.Session while PyGithub opens its connection: every
         # response is stored and revalidated with If-None-Match (a 304 costs no quota).
         return requests_cache.enabled(str(self.http_cache), backend="sqlite",

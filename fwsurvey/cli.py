@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import shlex
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -50,13 +51,14 @@ from fwsurvey.lock import LockHeld, RunLock
 from fwsurvey.pipeline import STAGES, RunResult, load_survey, run_survey
 from fwsurvey.publish import (
     PublishError,
-    canned_queries_for,
     datasette_command,
     load_datasette_yml,
     publish_folder,
-    write_metadata,
+    run_server,
+    serving_snapshot,
 )
 from fwsurvey.reports.render import render_report
+from fwsurvey.secrets import RedactingFilter, redact
 from fwsurvey.stage import Stage
 from fwsurvey.store import SourceOutcome, Store
 
@@ -75,7 +77,12 @@ class Failure(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        err.print(f"[bold red]error:[/] {self.message}", highlight=False)
+        _error_line(self.message)
+
+
+def _error_line(message: str) -> None:
+    """The one ``error:`` line, with any secret a service echoed redacted."""
+    err.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
 
 
 def _common(fn: Callable) -> Callable:
@@ -86,24 +93,29 @@ def _common(fn: Callable) -> Callable:
                   help="Survey configuration (TOML). Env: FWSURVEY_CONFIG.")
     @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
                   envvar="FWSURVEY_DB", default=None,
-                  help="SQLite database [default: survey.database from the config]. "
+                  help="SQLite database [default: survey.database from the config]. Another"
+                       " database takes what derives from it along: the report goes to"
+                       " report/ and the GitHub HTTP cache to http-cache/ beside it. "
                        "Env: FWSURVEY_DB.")
     @click.option("-v", "--verbose", is_flag=True, help="Log details and full tracebacks.")
     @functools.wraps(fn)
     def wrapper(config_path: Path, db_path: Path | None, verbose: bool, **kwargs: Any):
         _setup_logging(verbose)
         config = load_survey(config_path)
-        return fn(config=config, db_path=(db_path or config.database).absolute(), **kwargs)
+        if db_path is not None:  # the report folder and the HTTP cache follow the database
+            config = config.with_database(db_path)
+        return fn(config=config, db_path=config.database, **kwargs)
 
     return wrapper
 
 
 def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=err, show_time=False, show_path=False, rich_tracebacks=True)
+    handler.addFilter(RedactingFilter())  # a service may echo a token into a message
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_time=False, show_path=False,
-                              rich_tracebacks=True)],
+        handlers=[handler],
         force=True,
     )
     # Library chatter (urllib3 connection pool, matplotlib fonts) only when asked for.
@@ -150,7 +162,7 @@ def _print_outcomes(outcomes: list[SourceOutcome]) -> None:
     for o in outcomes:
         c = colours.get(o.status, "white")
         table.add_row(o.stage, o.source, f"[{c}]{o.status}[/]", str(o.items_ok),
-                      str(len(o.errors)), o.reason or "")
+                      str(len(o.errors)), escape(o.reason or ""))
     err.print(table)
 
 
@@ -200,7 +212,7 @@ def report(config: SurveyConfig, db_path: Path, out_dir: Path | None, run_id: in
     """Render the Markdown report (and its charts) from the database."""
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
-    store = Store(db_path)
+    store = Store(db_path, readonly=True)  # a read-only database reports too
     try:
         path = render_report(store, config, out_dir or config.report_dir, run_id=run_id)
     except LookupError as exc:
@@ -258,7 +270,7 @@ def _newest_judged_run(db_path: Path) -> int | None:
     """The run whose verdicts the database shows (its survey_frameworks rows exist)."""
     if not db_path.exists():
         return None
-    store = Store(db_path, migrate=False)
+    store = Store(db_path, readonly=True)
     try:
         if "claims" not in store.db.table_names():
             return None
@@ -268,7 +280,7 @@ def _newest_judged_run(db_path: Path) -> int | None:
 
 
 def _print_verdicts(db_path: Path, run_id: int) -> None:
-    store = Store(db_path)
+    store = Store(db_path, readonly=True)
     try:
         rows = store.query("SELECT claim_id, verdict, key_numbers FROM claims WHERE run_id = ?"
                            " ORDER BY section, claim_id", [run_id])
@@ -382,22 +394,29 @@ def run(config: SurveyConfig, db_path: Path) -> None:
 @click.option("--port", default=8001, show_default=True, type=int, help="Port to listen on.")
 @_common
 def serve(config: SurveyConfig, db_path: Path, host: str, port: int) -> None:
-    """Browse the database in Datasette (read-only), with datasette.yml's metadata."""
+    """Browse the database in Datasette, with datasette.yml's metadata: a read-only snapshot
+    taken now (restart to see newer runs)."""
     if not db_path.exists():
         raise Failure(f"no database at {db_path}: run `fwsurvey run` first", EXIT_USAGE)
     ds_config = load_datasette_yml(config.datasette)
-    Store(db_path).close()  # migrate if needed and fold the WAL in: -i ignores the WAL
-    metadata = write_metadata(ds_config, db_path, canned_queries_for(db_path))
-    command = datasette_command(db_path, metadata, ds_config, host, port)
-    err.print(f"Serving {db_path} at http://{host}:{port}/ (Ctrl-C to stop)")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(command[0], command)
+    try:
+        # A private copy: the live file may be written by a run while it is served.
+        with serving_snapshot(db_path, ds_config) as snapshot:
+            command = datasette_command(snapshot.db, snapshot.metadata, ds_config, host, port,
+                                        plugins_dir=snapshot.plugins)
+            err.print(f"Serving a snapshot of {db_path} at http://{host}:{port}/ "
+                      "(restart to see newer runs; Ctrl-C to stop)")
+            code = run_server(command)
+    except PublishError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    if code:
+        raise Failure(f"Datasette exited with status {code}: its message is above", EXIT_FAILED)
 
 
 @cli.command("publish")
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace TARGET if it exists and is not empty.")
+@click.option("--force", is_flag=True,
+              help="Replace TARGET if it is a previous publication (nothing else).")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder to include [default: survey.report_dir; left out if "
                    "absent].")
@@ -413,7 +432,8 @@ def publish_command(config: SurveyConfig, db_path: Path, target: Path, force: bo
     try:
         with RunLock(db_path):  # publish a finished run, never one half-written
             path = publish_folder(db_path, target, ds_config,
-                                  report_dir=report_dir or config.report_dir, force=force)
+                                  report_dir=report_dir or config.report_dir, force=force,
+                                  config_path=config.path)
     except LockHeld as exc:
         raise Failure(f"{exc}; publish when it has finished", EXIT_LOCKED) from None
     except PublishError as exc:
@@ -432,11 +452,13 @@ def status(config: SurveyConfig, db_path: Path) -> None:
         table.add_column(col)
     last: dict[str, dict] = {}
     if db_path.exists():
-        store = Store(db_path)
-        last = {r["source"]: r for r in store.query(
-            "SELECT * FROM source_status_latest WHERE stage = 'collect'")}
-        latest = store.latest_run(finished_only=False)
-        store.close()
+        store = Store(db_path, readonly=True)  # status writes nothing, even beside it
+        try:
+            last = {r["source"]: r for r in store.query(
+                "SELECT * FROM source_status_latest WHERE stage = 'collect'")}
+            latest = store.latest_run(finished_only=False)
+        finally:
+            store.close()
     else:
         latest = None
     unreachable = False
@@ -453,8 +475,9 @@ def status(config: SurveyConfig, db_path: Path) -> None:
         finally:
             collector.close()
         unreachable |= not probe.reachable
+        # The detail may quote a service's answer, which may echo the token back.
         table.add_row(name, "yes", "[green]yes[/]" if probe.reachable else "[red]no[/]",
-                      probe.detail, prev_text)
+                      escape(redact(probe.detail)), prev_text)
     out.print(table)
     if latest:
         out.print(f"Database {db_path}: last run {latest['id']} ({latest['status']}), "
@@ -474,8 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    except ConfigError as exc:  # a file or the database (StoreError) that cannot be used
+        _error_line(str(exc))
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -484,8 +507,12 @@ def main(argv: list[str] | None = None) -> None:
         ctx_verbose = "-v" in sys.argv or "--verbose" in sys.argv or (
             argv is not None and ("-v" in argv or "--verbose" in argv))
         if ctx_verbose:
-            err.print_exception()
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}"
-                  + ("" if ctx_verbose else "  (--verbose for the traceback)"), highlight=False)
+            trace = "".join(traceback.format_exception(exc))
+            if redact(trace) == trace:
+                err.print_exception()
+            else:  # rich would render the exception itself, secret included
+                err.print(redact(trace), markup=False, highlight=False)
+        _error_line(f"{type(exc).__name__}: {exc}"
+                    + ("" if ctx_verbose else "  (--verbose for the traceback)"))
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)

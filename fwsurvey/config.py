@@ -9,10 +9,17 @@ and the dotted key, e.g. ``fwsurvey.toml: frameworks.trax.pypi: expected a list,
 ``retries``, ``backoff``) are validated here. A source's own options, ``[analyzers.*]`` and
 ``[kernels]`` are kept as written and validated by the stage that owns them
 (``Stage.check``), which is where their meaning lives.
+
+What derives from the database lives beside it: the report folder (``report/``, unless
+``survey.report_dir`` says otherwise) and the GitHub HTTP cache (``http-cache/github``). A
+database other than ``survey.database`` (``--db``, ``FWSURVEY_DB``) takes them along
+(:meth:`SurveyConfig.with_database`): the configured report folder belongs to the configured
+database, so a copy never overwrites its report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -89,6 +96,16 @@ class SurveyConfig:
     def source(self, name: str) -> SourceSettings:
         """Settings for source ``name``; defaults when the file does not mention it."""
         return self.sources.get(name, SourceSettings(name=name))
+
+    def with_database(self, database: Path | str) -> SurveyConfig:
+        """This configuration run against ``database``: when it is not ``survey.database``,
+        the report folder moves to ``report/`` beside it (the GitHub HTTP cache follows
+        ``database`` by itself)."""
+        database = Path(database).absolute()
+        if database == self.database:
+            return self
+        return dataclasses.replace(self, database=database,
+                                   report_dir=database.parent / "report")
 
     def framework_of_package(self) -> dict[str, str]:
         """Map each configured PyPI package to the key of its framework."""
@@ -187,7 +204,8 @@ class SurveyTable(ConfigModel):
     article: str = ""
     compare: Annotated[list[str], AfterValidator(_two_keys)] | None = None
     database: str = "out/fwsurvey.db"
-    report_dir: str = "out/report"
+    #: Default: ``report`` beside the database.
+    report_dir: str | None = None
     datasette: str = "datasette.yml"
     claims: str | None = None
 
@@ -248,12 +266,14 @@ def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyCon
     base = path.parent
     survey = file.survey
     compare = survey.compare or list(file.frameworks)[:2]
+    database = _resolve(base, survey.database)
     return SurveyConfig(
         path=path,
         title=survey.title,
         article=survey.article,
-        database=_resolve(base, survey.database),
-        report_dir=_resolve(base, survey.report_dir),
+        database=database,
+        report_dir=(_resolve(base, survey.report_dir) if survey.report_dir is not None
+                    else database.parent / "report"),
         datasette=_resolve(base, survey.datasette),
         compare=(compare[0], compare[1]),
         frameworks={key: _framework(base, key, table) for key, table in file.frameworks.items()},

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from fwsurvey.errors import ConfigError
+
 
 class LockHeld(RuntimeError):
     """Another fwsurvey process is writing to the same database."""
@@ -24,8 +26,15 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only folder: a usage problem, exit 2, not a crash
+            raise ConfigError(self.path.with_suffix(""), None,
+                              f"cannot take the lock beside the database ({self.path.name}:"
+                              f" {exc.strerror}): a"
+                              " command that writes needs a writable folder; read commands"
+                              " (status, report, serve) do not") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -5,11 +5,13 @@ and column, canned queries) plus two keys of fwsurvey's own, which Datasette 0.6
 its command line rather than in metadata: ``settings`` (passed as ``--setting``) and
 ``immutable`` (open the database with ``-i``: read-only, no writes possible).
 
-``fwsurvey serve`` runs Datasette on the store itself; ``fwsurvey publish DIR``
-(:func:`publish_folder`) writes a folder a host can serve read-only: a consistent copy of the
-database, the metadata, the report, pinned requirements and the exact ``datasette serve``
-command. Both take their canned queries from ``datasette.yml`` plus
-:func:`canned_queries_for` (one per claim stored in the database).
+``fwsurvey serve`` (:func:`serving_snapshot`) runs Datasette on a consistent copy of the store
+taken when it starts, in a private temporary folder (never on the live file, which a run may be
+writing); ``fwsurvey publish DIR`` (:func:`publish_folder`) writes a folder a host can serve
+read-only: such a copy of the database, the metadata, the report, pinned requirements and the
+exact ``datasette serve`` command. Both take their canned queries from ``datasette.yml`` plus
+:func:`canned_queries_for` (one per claim stored in the database), and both load the plugin
+``fwsurvey/datasette_headers.py`` (security headers) with ``--plugins-dir``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
+from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from packaging.requirements import Requirement
@@ -43,6 +52,16 @@ DATABASE_KEY = "fwsurvey"
 _OWN_KEYS = ("settings", "immutable")
 #: What a host installs to serve a publication: Datasette and the plugins it uses.
 SERVED_PACKAGES = ("datasette", "datasette-vega")
+#: The folder, in a publication or a served snapshot, that ``--plugins-dir`` loads.
+PLUGINS_DIR = "plugins"
+#: The security-headers plugin's file name there (Datasette lists it under this name).
+HEADERS_PLUGIN = "fwsurvey_headers.py"
+#: What ``publication.json`` says in ``generator``: the mark of a folder publish wrote.
+GENERATOR = "fwsurvey publish"
+#: Every name publish writes in a publication, besides the database (named in its manifest).
+PUBLICATION_FILES = frozenset({"metadata.json", "requirements.txt", "serve.sh", "Dockerfile",
+                               "publication.json", "README.md"})
+PUBLICATION_FOLDERS = frozenset({"report", PLUGINS_DIR})
 
 
 class PublishError(ValueError):
@@ -75,7 +94,7 @@ def canned_queries_for(db_path: Path) -> dict[str, dict[str, Any]]:
     them. They come from the stored claims, never from the registry file, so the pages show
     what was judged even when claims.toml has been edited since.
     """
-    conn = sqlite3.connect(f"file:{Path(db_path).absolute()}?mode=ro", uri=True)
+    conn = _connect_read_only(db_path)
     try:
         claims = conn.execute(
             "SELECT claim_id, text, sentence FROM claims"
@@ -138,13 +157,18 @@ def settings_for(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve_arguments(db_path: Path | str, metadata_path: Path | str, config: dict[str, Any],
-                    immutable: bool | None = None) -> list[str]:
-    """``datasette serve`` and its arguments for the store: ``-i`` unless datasette.yml turns
-    ``immutable`` off, the metadata, and every setting as ``--setting NAME VALUE``."""
+                    immutable: bool | None = None,
+                    plugins_dir: Path | str | None = None) -> list[str]:
+    """``datasette serve`` and its arguments for a copy of the store: ``-i`` unless
+    datasette.yml turns ``immutable`` off, the metadata, ``--plugins-dir`` (the folder that
+    holds the headers plugin, see :func:`write_plugins`) and every setting as
+    ``--setting NAME VALUE``."""
     if immutable is None:
         immutable = config.get("immutable", True)
     args = ["serve", *(["-i"] if immutable else []), str(db_path),
             "--metadata", str(metadata_path)]
+    if plugins_dir is not None:
+        args += ["--plugins-dir", str(plugins_dir)]
     for name, value in settings_for(config).items():
         if isinstance(value, bool):
             value = "on" if value else "off"
@@ -153,11 +177,90 @@ def serve_arguments(db_path: Path | str, metadata_path: Path | str, config: dict
 
 
 def datasette_command(db_path: Path, metadata_path: Path, config: dict[str, Any],
-                      host: str, port: int) -> list[str]:
-    """The ``datasette serve`` command line for the store."""
+                      host: str, port: int, plugins_dir: Path | None = None) -> list[str]:
+    """The ``datasette serve`` command line for a copy of the store (see
+    :func:`serving_snapshot`)."""
     return [sys.executable, "-m", "datasette",
-            *serve_arguments(db_path, metadata_path, config),
+            *serve_arguments(db_path, metadata_path, config, plugins_dir=plugins_dir),
             "--host", host, "--port", str(port)]
+
+
+def write_plugins(folder: Path) -> Path:
+    """Write ``folder/plugins/`` holding the security-headers plugin; return that folder.
+
+    The plugin is fwsurvey's module ``fwsurvey/datasette_headers.py``, copied as a file so
+    that a publication serves with the same headers where fwsurvey is not installed.
+    """
+    spec = importlib_util.find_spec("fwsurvey.datasette_headers")
+    if spec is None or spec.origin is None:
+        raise PublishError("fwsurvey.datasette_headers is missing: reinstall fwsurvey")
+    plugins = Path(folder) / PLUGINS_DIR
+    plugins.mkdir()
+    shutil.copyfile(spec.origin, plugins / HEADERS_PLUGIN)
+    return plugins
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ``fwsurvey serve`` hands Datasette: the copy, its metadata, the plugins."""
+
+    db: Path
+    metadata: Path
+    plugins: Path
+
+
+@contextmanager
+def serving_snapshot(db_path: Path, config: dict[str, Any]) -> Iterator[Snapshot]:
+    """A consistent copy of the store to serve, in a private temporary folder removed on exit.
+
+    Datasette's ``-i`` (immutable) promises SQLite that nothing changes the file: on the live
+    store, which a run may be writing, that tore pages (a table page and a count of the same
+    table disagreed, or "database disk image is malformed"). The copy (:func:`copy_database`)
+    is one snapshot, WAL included; the live store is only read (a read-only database or
+    folder serves too) and nothing is written beside it. Newer runs show after a restart.
+    """
+    db_path = Path(db_path).absolute()
+    folder = Path(tempfile.mkdtemp(prefix="fwsurvey-serve-"))  # private (0700), in TMPDIR
+    try:
+        copy = folder / db_path.name
+        copy_database(db_path, copy)
+        metadata = write_metadata(config, copy, canned_queries_for(copy))
+        yield Snapshot(copy, metadata, write_plugins(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_server(command: list[str]) -> int:
+    """Run ``command`` (Datasette) until it exits; return its exit status.
+
+    Unlike ``exec``, this process stays to remove the snapshot afterwards: SIGTERM and SIGHUP
+    are passed on to the server, and Ctrl-C (which the terminal sends the server too) waits
+    for it to stop. Exits by those signals count as 0.
+    """
+    proc = subprocess.Popen(command)
+
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                try:
+                    code = proc.wait(timeout=10)
+                    break
+                except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                    proc.terminate()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return 0 if code in (-signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP) else code
 
 
 def write_metadata(config: dict[str, Any], db_path: Path,
@@ -170,8 +273,10 @@ def write_metadata(config: dict[str, Any], db_path: Path,
 
 
 def make_app(db_path: Path, config: dict[str, Any],
-             extra_queries: dict[str, dict[str, Any]] | None = None):
-    """A Datasette instance serving ``db_path`` in-process (read-only), as ``serve`` would."""
+             extra_queries: dict[str, dict[str, Any]] | None = None,
+             plugins_dir: Path | None = None):
+    """A Datasette instance serving ``db_path`` in-process (read-only), as ``serve`` serves
+    its snapshot (``plugins_dir``: a folder from :func:`write_plugins`)."""
     from datasette.app import Datasette
 
     immutable = config.get("immutable", True)
@@ -180,34 +285,48 @@ def make_app(db_path: Path, config: dict[str, Any],
         immutables=[str(db_path)] if immutable else [],
         metadata=metadata_for(config, db_path, extra_queries),
         settings=settings_for(config),
+        plugins_dir=str(plugins_dir) if plugins_dir is not None else None,
     )
 
 
 # -- a publication folder ----------------------------------------------------------------
 
 def publish_folder(db_path: Path, target: Path, config: dict[str, Any],
-                   *, report_dir: Path | None = None, force: bool = False) -> Path:
+                   *, report_dir: Path | None = None, force: bool = False,
+                   config_path: Path | None = None) -> Path:
     """Write a self-contained folder that hosts the survey read-only; return its path.
 
     It holds a consistent copy of the database (``VACUUM INTO``, never a raw copy of a WAL
     file), ``metadata.json``, the report when ``report_dir`` exists, ``requirements.txt``
     (Datasette and its plugins, pinned), ``serve.sh`` (the exact ``datasette serve``
-    command), a ``Dockerfile``, ``publication.json`` (provenance) and a README. The folder is
-    built beside ``target`` and renamed into place: a failure leaves no half-made folder and,
-    with ``force``, the previous publication intact.
+    command), ``plugins/`` (the security-headers plugin), a ``Dockerfile``,
+    ``publication.json`` (provenance) and a README. The folder is built beside ``target`` and
+    renamed into place: a failure leaves no half-made folder and, with ``force``, the previous
+    publication intact.
+
+    ``force`` replaces only a previous publication (see :func:`publication_problem`), never
+    a folder that holds the database, the report or the configuration file ``config_path``.
     """
     db_path, target = Path(db_path).absolute(), Path(target).absolute()
     report_dir = Path(report_dir).absolute() if report_dir is not None else None
     if not db_path.is_file():
         raise PublishError(f"no database at {db_path}: run `fwsurvey run` first")
-    if target.exists() and not target.is_dir():
-        raise PublishError(f"{target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise PublishError(f"{target} is not empty: choose another folder, or pass --force "
-                           "to replace it")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise PublishError(f"{target} is a link or not a folder: choose another folder")
     for source in (db_path, report_dir):
         if source is not None and (_within(source, target) or _within(target, source)):
             raise PublishError(f"{target} overlaps {source}: publish into a folder of its own")
+    if config_path is not None and _within(Path(config_path).absolute(), target):
+        raise PublishError(f"{target} holds the configuration {Path(config_path).absolute()}:"
+                           " publish into a folder of its own")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise PublishError(f"{target} is not empty: choose another folder, or pass --force "
+                               "to replace a previous publication")
+        problem = publication_problem(target)
+        if problem:
+            raise PublishError(f"{target} is not a publication fwsurvey wrote ({problem}), and "
+                               "--force replaces only one: choose another folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=target.parent))
@@ -221,20 +340,101 @@ def publish_folder(db_path: Path, target: Path, config: dict[str, Any],
     return target
 
 
-def copy_database(source: Path, dest: Path) -> None:
-    """A consistent, compact, single-file copy of the store at the current schema.
+def publication_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a publication :func:`publish_folder` wrote, or None if it is.
 
-    ``VACUUM INTO`` reads one snapshot (WAL content included), so a writer cannot tear it.
-    The copy is migrated (a database from an older fwsurvey gets the tables the metadata
-    describes) and left in rollback-journal mode: one file, nothing beside it.
+    One is recognised by its manifest: ``publication.json`` parses, names fwsurvey
+    (``generator``, or ``fwsurvey_version`` in one written before it had that key) and the
+    database file; and the folder holds nothing else than what publish writes, as plain files
+    and folders (no links), the database matching the SHA-256 the manifest records.
+    """
+    folder = Path(folder)
+    manifest_path = folder / "publication.json"
+    if manifest_path.is_symlink() or not manifest_path.is_file():
+        return "no publication.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "publication.json does not parse"
+    database = manifest.get("database") if isinstance(manifest, dict) else None
+    if not (isinstance(manifest, dict) and isinstance(database, dict)
+            and (manifest.get("generator") == GENERATOR
+                 or isinstance(manifest.get("fwsurvey_version"), str))):
+        return "publication.json is not fwsurvey's"
+    db_name = database.get("file")
+    if not isinstance(db_name, str) or Path(db_name).name != db_name or db_name in (
+            PUBLICATION_FILES | PUBLICATION_FOLDERS):
+        return "publication.json names no database file"
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            foreign.append(entry.name)
+        elif entry.name in PUBLICATION_FILES or entry.name == db_name:
+            if not entry.is_file():
+                foreign.append(entry.name)
+        elif entry.name not in PUBLICATION_FOLDERS or not entry.is_dir():
+            foreign.append(entry.name)
+    if foreign:
+        return "it also holds " + ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+    db_file = folder / db_name
+    if db_file.is_file() and _sha256(db_file) != database.get("sha256"):
+        return f"{db_name} differs from the database publication.json records"
+    return None
+
+
+def _connect_read_only(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that can only read ``path`` (never creates or writes it)."""
+    return sqlite3.connect(f"file:{quote(str(Path(path).absolute()))}?mode=ro"
+                           + ("&immutable=1" if immutable else ""), uri=True)
+
+
+def _vacuum_into(source: Path, dest: Path) -> None:
+    """``VACUUM INTO dest`` from a read-only connection to ``source``.
+
+    A WAL database whose folder this process cannot write (a read-only mount, another
+    user's folder) opens read-only only while its ``-shm`` file exists, that is while a
+    writer has it open. Otherwise nothing is writing it and nothing waits in a WAL, so it is
+    read as immutable, and the copy is refused if the file changed meanwhile.
     """
     try:
-        conn = sqlite3.connect(source)
+        conn = _connect_read_only(source)
+        conn.execute("SELECT count(*) FROM sqlite_master")
+    except sqlite3.OperationalError:
+        wal = Path(f"{source}-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise
+        before = _file_state(source)
+        conn = _connect_read_only(source, immutable=True)
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("VACUUM INTO ?", [str(dest)])
         finally:
             conn.close()
+        if _file_state(source) != before or (wal.exists() and wal.stat().st_size):
+            dest.unlink(missing_ok=True)
+            raise sqlite3.OperationalError("it changed while it was copied; try again") from None
+        return
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("VACUUM INTO ?", [str(dest)])
+    finally:
+        conn.close()
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def copy_database(source: Path, dest: Path) -> None:
+    """A consistent, compact, single-file copy of the store at the current schema.
+
+    ``VACUUM INTO`` reads one snapshot (WAL content included), so a writer cannot tear it;
+    ``source`` is opened read-only. The copy is migrated (a database from an older fwsurvey
+    gets the tables the metadata describes) and left in rollback-journal mode: one file,
+    nothing beside it.
+    """
+    try:
+        _vacuum_into(Path(source), Path(dest))
     except sqlite3.DatabaseError as exc:
         raise PublishError(f"cannot copy {source}: {exc}") from None
     Store(dest).close()
@@ -307,9 +507,10 @@ def _fill_publication(folder: Path, db_path: Path, config: dict[str, Any],
         "# Datasette and its plugins, as fwsurvey serves them (exact versions).\n"
         + "\n".join(requirements) + "\n", encoding="utf-8")
 
+    write_plugins(folder)
     # Always immutable: a publication is read-only whatever datasette.yml says.
     arguments = shlex.join(serve_arguments(db_copy.name, "metadata.json", config,
-                                           immutable=True))
+                                           immutable=True, plugins_dir=PLUGINS_DIR))
     serve = folder / "serve.sh"
     serve.write_text(
         "#!/bin/sh\n"
@@ -344,7 +545,7 @@ def _fill_publication(folder: Path, db_path: Path, config: dict[str, Any],
 
 
 def _manifest(db_copy: Path, requirements: list[str], has_report: bool) -> dict[str, Any]:
-    conn = sqlite3.connect(f"file:{db_copy}?mode=ro", uri=True)
+    conn = _connect_read_only(db_copy)
     conn.row_factory = sqlite3.Row
     try:
         latest = conn.execute("SELECT id, status, command, started_at, finished_at FROM runs"
@@ -353,6 +554,7 @@ def _manifest(db_copy: Path, requirements: list[str], has_report: bool) -> dict[
     finally:
         conn.close()
     return {
+        "generator": GENERATOR,  # how `publish --force` recognises a folder it may replace
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fwsurvey_version": __version__,
         "database": {
@@ -390,6 +592,7 @@ def _readme(metadata: dict[str, Any], manifest: dict[str, Any], db_name: str) ->
         "| `metadata.json` | Datasette metadata: descriptions, units, facets, canned queries |",
         "| `requirements.txt` | Datasette and its plugins, pinned |",
         "| `serve.sh` | the `datasette serve` command, with the publication settings |",
+        "| `plugins/` | a Datasette plugin that adds security headers (CSP, no framing) |",
         "| `Dockerfile` | the same as a container |",
     ]
     if manifest["report"]:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -156,6 +157,9 @@ def test_chart_link_renders_a_datasette_vega_chart(browser, site):
     store.close()
     assert frameworks == 2
 
+    # The chart must draw under the content security policy `fwsurvey serve` sends.
+    policy = requests.get(f"{base}/fwsurvey/releases_per_year", timeout=10).headers
+    assert "frame-ancestors 'none'" in policy["Content-Security-Policy"]
     browser.get(f"{base}/fwsurvey/releases_per_year")
     link = WebDriverWait(browser, 20).until(
         EC.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Chart: releases per year")))

@@ -235,7 +235,9 @@ favours = "a"
 metrics = ["writes", "broken"]
 """)
     registry = load_registry(path)
-    assert [p.split(":")[0] for p in check_sql(registry)] == ["metrics.broken"]
+    problems = check_sql(registry)  # under the same guard as judging
+    assert [p.split(":")[0] for p in problems] == ["metrics.writes", "metrics.broken"]
+    assert "attempt to write a readonly database" in problems[0]
     run = start_run(store)
     verdicts, records = verdicts_of(store, run, config, registry)
     assert verdicts["x"].verdict == "insufficient evidence"
@@ -245,6 +247,88 @@ metrics = ["writes", "broken"]
     assert store.query("SELECT status FROM runs") == [{"status": "running"}]
     # The survey_frameworks rows the SQL saw were rolled back; records carry them instead.
     assert store.query("SELECT COUNT(*) AS n FROM survey_frameworks")[0]["n"] == 0
+
+
+def guarded_registry(tmp_path: Path, **metrics: str) -> Path:
+    """A registry whose one claim uses ``metrics`` (id → SQL)."""
+    path = tmp_path / "guarded.toml"
+    tables = "".join(f'[metrics.{mid}]\nlabel = "{mid}"\nbetter = "higher"\nsql = """{sql}"""\n\n'
+                     for mid, sql in metrics.items())
+    path.write_text(tables + '[[claims]]\nid = "x"\nsection = "ease-of-use"\ntext = "{a} wins"\n'
+                    f'favours = "a"\nmetrics = {json.dumps(list(metrics))}\n')
+    return path
+
+
+def judged_notes(store: Store, config, registry) -> dict[str, str]:
+    """Each metric's note in judging; a metric whose SQL failed is missing evidence."""
+    _, records = verdicts_of(store, start_run(store), config, registry)
+    evidence = [r.row for r in records if r.table == "claim_evidence"]
+    for row in evidence:
+        if row["note"] and "the metric's SQL" in row["note"]:
+            assert row["favours"] == "missing"
+    return {row["metric"]: row["note"] for row in evidence}
+
+
+@pytest.mark.parametrize("statement", ["VACUUM INTO '{path}'", "ATTACH '{path}' AS other"])
+def test_metric_sql_opens_no_file_in_the_check_or_in_judging(setup, tmp_path, statement):
+    config, _, store = setup
+    target = tmp_path / "copy.db"
+    registry = load_registry(guarded_registry(tmp_path, leak=statement.format(path=target)))
+    problems = check_sql(registry)
+    assert len(problems) == 1 and problems[0].startswith("metrics.leak: the metric's SQL was"
+                                                         " refused: ATTACH or VACUUM")
+    assert not target.exists()
+    # Judging runs inside a transaction, where SQLite refuses VACUUM by itself.
+    note = judged_notes(store, config, registry)["leak"]
+    assert note.startswith(("the metric's SQL was refused: ATTACH or VACUUM",
+                            "the metric's SQL failed: cannot VACUUM from within a transaction"))
+    assert not target.exists()
+
+
+def test_metric_sql_may_read_pragmas_but_not_set_them(setup, tmp_path):
+    config, _, store = setup
+    registry = load_registry(guarded_registry(
+        tmp_path,
+        # pragma_table_info runs PRAGMA table_info inside SQLite: a read, allowed.
+        columns="SELECT name AS framework, cid AS value FROM pragma_table_info('runs')",
+        unguard="PRAGMA query_only = OFF",
+        optimize="PRAGMA optimize"))
+    assert check_sql(registry) == [
+        "metrics.unguard: the metric's SQL was refused: PRAGMA query_only = OFF is refused:"
+        " metric SQL may only read pragmas such as table_info",
+        "metrics.optimize: the metric's SQL was refused: PRAGMA optimize is refused:"
+        " metric SQL may only read pragmas such as table_info"]
+    notes = judged_notes(store, config, registry)
+    assert notes["unguard"].startswith("the metric's SQL was refused: PRAGMA query_only = OFF")
+    assert not notes["columns"] or "refused" not in notes["columns"]
+
+
+ENDLESS = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+           " SELECT 'trax' AS framework, COUNT(*) AS value FROM c")
+
+
+def test_a_never_ending_metric_is_stopped_in_the_check_and_in_judging(
+        setup, tmp_path, monkeypatch):
+    from fwsurvey.claims import judge
+
+    monkeypatch.setattr(judge, "SQL_TIME_LIMIT_S", 0.5)
+    config, _, store = setup
+    registry = load_registry(guarded_registry(tmp_path, endless=ENDLESS))
+    assert check_sql(registry) == [
+        "metrics.endless: the metric's SQL ran past 0.5 s and was stopped"]
+    notes = judged_notes(store, config, registry)
+    assert notes["endless"] == "the metric's SQL ran past 0.5 s and was stopped"
+
+
+def test_cli_check_reports_a_never_ending_metric(write_config, tmp_path, monkeypatch, capsys):
+    from fwsurvey.claims import judge
+
+    monkeypatch.setattr(judge, "SQL_TIME_LIMIT_S", 0.5)
+    path = guarded_registry(tmp_path, endless=ENDLESS)
+    config = str(write_config())
+    for args in (["claims", "--check"], ["claims"]):  # plain claims checks first
+        assert invoke(*args, "--registry", str(path), "--config", config) == 2
+        assert "metrics.endless: the metric's SQL ran past 0.5 s" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("edit", "message"), [

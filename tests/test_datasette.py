@@ -22,9 +22,22 @@ from fwsurvey.pipeline import run_survey
 from fwsurvey.publish import datasette_command, load_datasette_yml, make_app, metadata_for
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, recorded_index
+from tests.serving import serving
 
 REPO = Path(__file__).parent.parent
 DATASETTE_YML = REPO / "datasette.yml"
+
+
+def assert_security_headers(response: requests.Response) -> None:
+    """``response`` carries the headers of fwsurvey's Datasette plugin
+    (fwsurvey/datasette_headers.py): no sniffing, no framing, a content security policy."""
+    assert response.status_code == 200, response.text[:300]
+    headers = response.headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    policy = {d.split()[0]: d.split()[1:] for d in headers["Content-Security-Policy"].split("; ")}
+    assert policy["frame-ancestors"] == ["'none'"] and policy["default-src"] == ["'self'"]
+    assert policy["object-src"] == ["'none'"]
 
 
 @pytest.fixture
@@ -140,9 +153,54 @@ def test_fwsurvey_serve_runs_a_real_server(survey_db, write_config, tmp_path):
         assert "trax" in page.text and "1.4.1" in page.text
         home = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert "fwsurvey — framework claims, measured" in home.text
+        # Every response, pages, JSON and static files alike, carries the security headers.
+        assert_security_headers(page)
+        assert_security_headers(home)
+        for path in ("/fwsurvey/runs.json", "/-/static/app.css", "/-/plugins.json"):
+            assert_security_headers(requests.get(f"http://127.0.0.1:{port}{path}", timeout=5))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_serve_shows_a_consistent_snapshot_while_a_run_writes(survey_db, write_config,
+                                                              tmp_path):
+    """``fwsurvey serve`` serves a copy of the database taken when it starts: a run that
+    commits (and checkpoints) afterwards changes nothing served (an immutable reader of the
+    live file saw torn pages), and serve writes nothing to the database or beside it."""
+    config_path = write_config()
+    writer = Store(survey_db)
+    runs_at_start = writer.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    # Committed but still in the WAL when serve starts: the snapshot must hold it.
+    writer.finish_run(writer.start_run("in-the-wal", [], {}), "ok")
+    runs_at_start += 1
+    beside = {p.name: p.stat().st_mtime_ns for p in survey_db.parent.iterdir()}
+    port = free_port()
+    fwsurvey = Path(sys.executable).with_name("fwsurvey")
+    with serving([str(fwsurvey), "serve", "--config", str(config_path), "--db", str(survey_db),
+                  "--port", str(port)], port, tmp_path.parent / f"{tmp_path.name}-serve.log") \
+            as base:
+        for i in range(4):
+            writer.finish_run(writer.start_run(f"after-serve-{i}", [], {}), "ok")
+            writer.db.execute("CREATE TABLE IF NOT EXISTS filler (x)")
+            writer.db.execute("INSERT INTO filler SELECT randomblob(4000) FROM runs")
+            writer.db.conn.commit()
+        writer.checkpoint()
+        assert writer.query("SELECT count(*) AS n FROM runs")[0]["n"] == runs_at_start + 4
+
+        served = [d["path"] for d in requests.get(f"{base}/-/databases.json", timeout=10).json()]
+        assert len(served) == 1 and Path(served[0]).resolve() != survey_db.resolve()
+        count = requests.get(f"{base}/fwsurvey.json", timeout=10, params={
+            "sql": "select count(*) as n from runs", "_shape": "array"})
+        assert count.status_code == 200, count.text
+        assert count.json() == [{"n": runs_at_start}]
+        page = requests.get(f"{base}/fwsurvey/runs.json?_shape=array&_size=max", timeout=10)
+        assert page.status_code == 200, page.text
+        assert len(page.json()) == runs_at_start
+        assert "in-the-wal" in {r["command"] for r in page.json()}
+        # serve wrote nothing beside the database (no metadata, no snapshot).
+        assert {p.name for p in survey_db.parent.iterdir()} - set(beside) == set()
+    writer.close()
 
 
 def _empty_db(tmp_path) -> Path:

@@ -18,16 +18,30 @@ from fwsurvey.lock import RunLock
 from fwsurvey.publish import load_datasette_yml, metadata_for
 from fwsurvey.store import Store
 from tests.serving import collected_db, free_port, serving
+from tests.test_datasette import assert_security_headers
 
 REPO = Path(__file__).parent.parent
 EXPECTED_FILES = {"fwsurvey.db", "metadata.json", "requirements.txt", "serve.sh", "Dockerfile",
-                  "publication.json", "README.md", "report"}
+                  "publication.json", "README.md", "report", "plugins"}
 
 
 def invoke(*args: str) -> int:
     with pytest.raises(SystemExit) as info:
         cli.main(list(args))
     return info.value.code
+
+
+def serve_metadata(monkeypatch, config: str, db: Path) -> dict:
+    """The metadata ``fwsurvey serve`` hands Datasette (read while its snapshot exists)."""
+    served = []
+
+    def run_server(command: list[str]) -> int:
+        served.append(json.loads(Path(command[command.index("--metadata") + 1]).read_text()))
+        return 0
+
+    monkeypatch.setattr(cli, "run_server", run_server)
+    assert invoke("serve", "--config", config, "--db", str(db)) == 0
+    return served[0]
 
 
 @pytest.fixture
@@ -78,7 +92,8 @@ def test_publish_writes_a_self_contained_read_only_site(survey, tmp_path, capsys
 
     serve = (target / "serve.sh").read_text()
     assert ('"${DATASETTE:-datasette}" serve -i fwsurvey.db --metadata metadata.json'
-            " --setting sql_time_limit_ms 3000") in serve
+            " --plugins-dir plugins --setting sql_time_limit_ms 3000") in serve
+    assert [p.name for p in (target / "plugins").iterdir()] == ["fwsurvey_headers.py"]
     assert "--setting allow_download off" in serve
     assert (target / "serve.sh").stat().st_mode & 0o111
     assert "CMD [\"sh\", \"serve.sh\"]" in (target / "Dockerfile").read_text()
@@ -88,7 +103,7 @@ def test_publish_writes_a_self_contained_read_only_site(survey, tmp_path, capsys
     data = (target / "fwsurvey.db").read_bytes()
     assert manifest["database"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert manifest["database"]["latest_run"]["command"] == "in-the-wal"
-    assert manifest["report"] == "report/"
+    assert manifest["report"] == "report/" and manifest["generator"] == "fwsurvey publish"
     assert "sh serve.sh" in (target / "README.md").read_text()
 
 
@@ -100,8 +115,12 @@ def test_published_folder_serves_read_only_with_its_own_command(survey, tmp_path
     datasette = Path(sys.executable).with_name("datasette")
     with serving(["sh", "serve.sh"], port, tmp_path / "site.log", cwd=target,
                  env={"DATASETTE": str(datasette), "PORT": str(port)}) as base:
-        plugins = requests.get(f"{base}/-/plugins.json", timeout=10).json()
-        assert {"name": "datasette-vega", "version": "0.6.2"}.items() <= plugins[0].items()
+        plugins = {p["name"]: p for p in requests.get(f"{base}/-/plugins.json",
+                                                      timeout=10).json()}
+        assert plugins["datasette-vega"]["version"] == "0.6.2"
+        assert plugins["fwsurvey_headers.py"]["hooks"] == ["asgi_wrapper"]
+        home = requests.get(base, timeout=10)
+        assert_security_headers(home)
         databases = requests.get(f"{base}/-/databases.json", timeout=10).json()
         assert [(d["name"], d["is_mutable"]) for d in databases] == [("fwsurvey", False)]
         settings = requests.get(f"{base}/-/settings.json", timeout=10).json()
@@ -112,17 +131,120 @@ def test_published_folder_serves_read_only_with_its_own_command(survey, tmp_path
         assert refused.status_code == 400
 
 
-def test_non_empty_target_needs_force_and_force_replaces_it(survey, tmp_path, capsys):
+def test_non_empty_target_needs_force_and_force_replaces_a_publication(survey, tmp_path,
+                                                                       capsys):
     config, db = survey
     target = tmp_path / "site"
-    target.mkdir()
-    (target / "old.txt").write_text("previous publication")
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    before = json.loads((target / "publication.json").read_text())
     assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 2
     assert "is not empty: choose another folder, or pass --force" in capsys.readouterr().err
-    assert (target / "old.txt").exists()
+    Store(db).finish_run(Store(db).start_run("newer", [], {}), "ok")
     assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 0
     assert {p.name for p in target.iterdir()} == EXPECTED_FILES
+    after = json.loads((target / "publication.json").read_text())
+    assert after["database"]["latest_run"]["command"] == "newer" != \
+        before["database"]["latest_run"]["command"]
     assert not list(tmp_path.glob(".site.*"))
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("files", [
+    # A project folder (what an issue report saw wiped), and someone's documents.
+    {"fwsurvey.toml": "[survey]\n", "claims.toml": "", "kernels/mlp_digits/spec.toml": ""},
+    {"Documents/letter.txt": "dear", "notes.md": "# notes"},
+    # A manifest alone does not make a publication: the folder holds something else too.
+    {"publication.json": '{"fwsurvey_version": "0.1", "database": {"file": "fwsurvey.db"}}',
+     "fwsurvey.db": "", "thesis.tex": "chapter 1"},
+    # A publication.json that is not fwsurvey's, or not JSON at all.
+    {"publication.json": '{"name": "my-site"}', "index.html": "<p>"},
+    {"publication.json": "not json", "README.md": "mine"},
+], ids=["project", "documents", "extra-file", "foreign-manifest", "broken-manifest"])
+def test_force_refuses_a_folder_publish_did_not_write(survey, tmp_path, capsys, files):
+    config, db = survey
+    target = tmp_path / "mine"
+    for name, text in files.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text(text)
+    before = _tree(target)
+    assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 2
+    message = capsys.readouterr().err.strip()
+    assert "not a publication" in message and "choose another folder" in message, message
+    assert len(message.splitlines()) == 1
+    assert _tree(target) == before  # nothing deleted, nothing added
+    assert not list(tmp_path.glob(".mine.*"))
+
+
+def test_force_refuses_a_publication_someone_changed(survey, tmp_path, capsys):
+    config, db = survey
+    target = tmp_path / "site"
+    assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
+    (target / "my-notes.txt").write_text("mine")
+    assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 2
+    assert "(it also holds my-notes.txt)" in capsys.readouterr().err
+    (target / "my-notes.txt").unlink()
+    with sqlite3.connect(target / "fwsurvey.db") as conn:  # someone's edits to the copy
+        conn.execute("CREATE TABLE mine (x)")
+    conn.close()
+    assert invoke("publish", str(target), "--force", "--config", config, "--db", str(db)) == 2
+    assert "fwsurvey.db differs from the database publication.json records" in \
+        capsys.readouterr().err
+
+
+def test_a_database_that_opens_read_only_only_as_immutable_is_copied(survey, tmp_path,
+                                                                      monkeypatch):
+    """A WAL database in a folder this process cannot write (no -shm to share) is read as
+    immutable when no WAL content waits (tests run as root: the refusal is simulated)."""
+    _, db = survey
+    Store(db).close()  # checkpointed: no WAL content
+    connect = publish._connect_read_only
+
+    def read_only_folder(path, immutable=False):
+        if not immutable:
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(path, immutable)
+
+    monkeypatch.setattr(publish, "_connect_read_only", read_only_folder)
+    publish.copy_database(db, tmp_path / "copy.db")
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("SELECT count(*) FROM runs").fetchone() == \
+        sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()
+    copy.close()
+    writer = Store(db)  # now a run's rows wait in the WAL: immutable would miss them
+    writer.finish_run(writer.start_run("in-the-wal", [], {}), "ok")
+    with pytest.raises(publish.PublishError, match="cannot copy .*unable to open"):
+        publish.copy_database(db, tmp_path / "copy2.db")
+    writer.db.close()
+    assert not (tmp_path / "copy2.db").exists()
+
+
+def test_force_refuses_a_folder_holding_or_above_the_configuration(survey, tmp_path, capsys):
+    _, db = survey
+    project = tmp_path / "above" / "project"
+    project.mkdir(parents=True)
+    config = project / "fwsurvey.toml"
+    config.write_text(Path(survey[0]).read_text())
+    for target in (project, tmp_path / "above"):
+        before = _tree(target)
+        assert invoke("publish", str(target), "--force", "--config", str(config),
+                      "--db", str(db), "--report-dir", str(db.parent / "report")) == 2
+        message = capsys.readouterr().err
+        assert "holds the configuration" in message and str(config) in message
+        assert _tree(target) == before
+
+
+def test_force_refuses_an_ancestor_of_the_database(survey, tmp_path, capsys):
+    config, db = survey
+    before = _tree(tmp_path)
+    for target in (db.parent, tmp_path):
+        assert invoke("publish", str(target), "--force", "--config", config,
+                      "--db", str(db)) == 2
+        assert "publish into a folder of its own" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
 
 
 def test_empty_target_is_used(survey, tmp_path):
@@ -176,9 +298,8 @@ def test_publish_waits_for_no_run_it_exits_75(survey, tmp_path, capsys):
 def test_generated_canned_queries_reach_serve_and_publish(survey, tmp_path, monkeypatch):
     config, db = survey
     generated = {"claim_example": {"title": "One claim", "sql": "select 1 as one"}}
-    # publish_folder and `fwsurvey serve` (the cli's own reference) both call it.
+    # publish_folder and `fwsurvey serve` (through serving_snapshot) both call it.
     monkeypatch.setattr(publish, "canned_queries_for", lambda db_path: generated)
-    monkeypatch.setattr(cli, "canned_queries_for", lambda db_path: generated)
 
     target = tmp_path / "site"
     assert invoke("publish", str(target), "--config", config, "--db", str(db)) == 0
@@ -186,11 +307,8 @@ def test_generated_canned_queries_reach_serve_and_publish(survey, tmp_path, monk
         "queries"]
     assert queries["claim_example"] == generated["claim_example"] and "verdicts" in queries
 
-    executed = []
-    monkeypatch.setattr(cli.os, "execv", lambda path, args: executed.append(args))
-    assert invoke("serve", "--config", config, "--db", str(db)) == 0
-    served = Path(executed[0][executed[0].index("--metadata") + 1])
-    assert "claim_example" in json.loads(served.read_text())["databases"]["fwsurvey"]["queries"]
+    served = serve_metadata(monkeypatch, config, db)
+    assert "claim_example" in served["databases"]["fwsurvey"]["queries"]
 
 
 def test_generated_queries_may_not_replace_datasette_yml_ones():
@@ -216,8 +334,5 @@ def test_claim_pages_come_from_the_stored_claims(survey, tmp_path, monkeypatch):
         "queries"]
     assert expected <= set(queries) and "claim_community_larger" in expected
     assert "claim_only_new" not in queries
-    executed = []
-    monkeypatch.setattr(cli.os, "execv", lambda path, args: executed.append(args))
-    assert invoke("serve", "--config", config, "--db", str(db)) == 0
-    served = json.loads(Path(executed[0][executed[0].index("--metadata") + 1]).read_text())
+    served = serve_metadata(monkeypatch, config, db)
     assert set(served["databases"]["fwsurvey"]["queries"]) == set(queries)

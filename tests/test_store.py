@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from fwsurvey.lock import LockHeld, RunLock
 from fwsurvey.pipeline import run_survey
 from fwsurvey.schema import migrations, table_spec
 from fwsurvey.sources import Collector, Item, PartialItem, Reachability, Record
-from fwsurvey.store import SourceOutcome, Store, utcnow
+from fwsurvey.store import SourceOutcome, Store, StoreError, utcnow
 from tests.conftest import FIXED_NOW
 
 
@@ -313,3 +314,101 @@ def test_partial_item_keeps_its_pages_and_state_resumes_next_run(write_config, t
     store = Store(db)
     assert store.source_state("pypi")[("b", "since")] == "done-after-page-2"
     assert store.query("SELECT DISTINCT run_id FROM source_state") == [{"run_id": 2}]
+
+
+# -- what opening checks --------------------------------------------------------------------
+
+def newer_database(path) -> None:
+    """A database a later fwsurvey migrated: it holds a migration this code does not know."""
+    Store(path).close()
+    db = Database(path)
+    db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+               " VALUES ('fwsurvey', 'm999_from_the_future', '2030-01-01 00:00:00+00:00')")
+    db.conn.commit()
+    db.close()
+
+
+def damaged_database(path) -> None:
+    """A database with rows over many pages, one of them overwritten with garbage."""
+    store = Store(path)
+    run = store.start_run("collect", ["collect"], {})
+    now = utcnow()
+    store.write_source(run, SourceOutcome("collect", "github", "ok", now, now), [
+        Record("github_contributors", {"repo": "google/trax", "framework": "trax",
+                                       "login": f"contributor-{i:05d}", "contributions": i,
+                                       "is_bot": False, "fetched_at": now})
+        for i in range(3000)])
+    store.close()
+    pages = path.stat().st_size // 4096
+    with open(path, "r+b") as f:  # a page in the middle: a leaf of github_contributors
+        f.seek(pages // 2 * 4096)
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+
+
+def test_database_from_a_newer_fwsurvey_is_refused_untouched(tmp_path):
+    path = tmp_path / "s.db"
+    newer_database(path)
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as info:
+            Store(path, readonly=readonly)
+        assert str(info.value) == (f"{path}: was written by a newer fwsurvey (migration"
+                                   " m999_from_the_future); upgrade fwsurvey or use another --db")
+    assert path.read_bytes() == before
+
+
+def test_damaged_database_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "s.db"
+    damaged_database(path)
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as info:
+            Store(path, readonly=readonly)
+        message = str(info.value)
+        assert message.startswith(f"{path}: the database is damaged (")
+        assert "restore the copy `fwsurvey publish` made" in message
+        assert "another --db" in message
+    assert path.read_bytes() == before
+
+
+def test_read_only_store_reads_and_cannot_write(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    store.start_run("collect", ["collect"], {})
+    store.close()
+    before = path.read_bytes()
+    store = Store(path, readonly=True)
+    assert store.latest_run(finished_only=False)["id"] == 1
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.db.execute("UPDATE runs SET status = 'ok'")
+    store.close()
+    assert path.read_bytes() == before
+
+
+def test_read_only_store_refuses_a_database_that_needs_migrating(tmp_path):
+    path = tmp_path / "s.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_pypi")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as info:
+        Store(path, readonly=True)
+    assert str(info.value) == (
+        f"{path}: was written by an older fwsurvey and needs migrating (m002_pypi), which a"
+        " read-only command does not do: run any write command (e.g. `fwsurvey collect`) on"
+        " it first")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not SQLite at all\n" * 200),
+     "is not an SQLite database (file is not a database)"),
+    (lambda p: p.mkdir(), "is a folder, not a database file"),
+])
+def test_a_path_that_is_no_database_is_one_line_naming_it(tmp_path, make, message):
+    path = tmp_path / "s.db"
+    make(path)
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as info:
+            Store(path, readonly=readonly)
+        assert str(info.value).startswith(f"{path}: {message}")

@@ -7,7 +7,6 @@ from fwsurvey.pipeline import run_survey
 from fwsurvey.reports.render import render_report
 from fwsurvey.sources import Record
 from fwsurvey.store import SourceOutcome, Store
-from tests.analyzers.test_analyze_stage import project  # noqa: F401 - fixture
 
 NOW = "2026-11-27T12:00:00+00:00"
 
@@ -20,7 +19,7 @@ def summary(framework: str, category: str, symbols: int, documented: int, exampl
         "package_version": "9.9", "spec_sha256": "x", "note": note})
 
 
-def test_sections_show_pairs_and_surfaces_side_by_side(project, tmp_path):  # noqa: F811
+def test_sections_show_pairs_and_surfaces_side_by_side(project, tmp_path):
     config = load_config(project())
     db = tmp_path / "s.db"
     run_survey(config, db, stages=["analyze"])

@@ -409,3 +409,55 @@ def test_first_sync_reaches_back_history_days(config, fake):
     collector(config).fetch(TRAX)
     query = parse_qs(urlsplit(api.paths("/repos/google/trax/issues")[0]).query)
     assert query["since"] == ["2026-08-29T12:00:00Z"]
+
+
+def test_a_token_github_echoes_is_redacted_from_database_report_logs_and_output(
+        write_config, fake, tmp_path, monkeypatch, capsys):
+    """A 403 whose body quotes the Authorization value: the token is stored and shown
+    nowhere (database file and WAL, report, log lines, output), the marker instead."""
+    from fwsurvey import cli
+
+    token = "ghp_ECHOEDtoken0123456789abcdefABCDEF42"
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    echo = json.dumps({"message": f"Resource not accessible with Authorization: Bearer {token}",
+                       "documentation_url": "https://docs.github.com/rest"})
+    api = FakeGitHub(fake)
+    api.routes[("/repos/google/trax", 1)] = [(403, {}, echo)]
+    api.routes[("/repos/jax-ml/jax", 1)] = [(403, {}, echo)]
+    api.routes[("/rate_limit", 1)] = [(403, {}, echo)]
+    path = write_config()
+    text = path.read_text()
+    path.write_text(text.replace("[sources.github]\nenabled = false",
+                                 "[sources.github]\nenabled = true")
+                        .replace("[sources.pypi]\n", "[sources.pypi]\nenabled = false\n"))
+
+    def invoke(*args: str) -> int:
+        with pytest.raises(SystemExit) as info:
+            cli.main([*args, "--config", str(path), "--verbose"])
+        return info.value.code
+
+    assert invoke("collect", "--source", "github") == cli.EXIT_DEGRADED
+    assert invoke("report") == cli.EXIT_OK
+    assert invoke("status") == cli.EXIT_DEGRADED
+    assert api.calls[0].headers["Authorization"].endswith(token)  # it was sent
+    output = capsys.readouterr()
+    shown = output.out + output.err
+    assert token not in shown and "[REDACTED GITHUB_TOKEN]" in shown
+
+    out = tmp_path / "out"
+    stored = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert (out / "test.db").exists() and (out / "report" / "report.md").exists()
+    assert token.encode() not in stored
+    store = Store(out / "test.db")
+    [source] = store.query("SELECT status, reason FROM run_sources WHERE source = 'github'")
+    assert source == {"status": "unreachable",
+                      "reason": "google/trax: HTTP 403 Resource not accessible with "
+                                "Authorization: Bearer [REDACTED GITHUB_TOKEN]"}
+    assert "[REDACTED GITHUB_TOKEN]" in (out / "report" / "report.md").read_text()
+
+
+def test_the_http_cache_follows_the_database_used(config, tmp_path):
+    config.source("github").options.pop("http_cache")
+    assert collector(config).http_cache == tmp_path / "out" / "http-cache" / "github"
+    copy = config.with_database(tmp_path / "elsewhere" / "copy.db")
+    assert GitHubCollector(copy).http_cache == tmp_path / "elsewhere" / "http-cache" / "github"
