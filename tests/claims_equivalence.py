@@ -60,7 +60,7 @@ def rejudge(db_path: Path, config: SurveyConfig, registry: Registry,
                 fresh = [r.row for r in records if r.table == table]
                 stored = store.query(f"SELECT * FROM {table} WHERE run_id = ?", [run_id])
                 result.compared[table] = len(stored)
-                result.differences += _compare(table, key, stored, fresh)
+                result.differences += compare_rows(table, key, stored, fresh)
         finally:
             store.close()
     return result
@@ -77,8 +77,9 @@ def _copy(source: Path, dest: Path) -> None:
         conn.close()
 
 
-def _compare(table: str, key: tuple[str, ...], stored: list[dict[str, Any]],
-             fresh: list[dict[str, Any]]) -> list[str]:
+def compare_rows(table: str, key: tuple[str, ...], stored: list[dict[str, Any]],
+                 fresh: list[dict[str, Any]]) -> list[str]:
+    """Every difference between stored and freshly judged rows, matched by ``key``."""
     by_key = {tuple(r[k] for k in key): r for r in stored}
     new_by_key = {tuple(r[k] for k in key): r for r in fresh}
     out = [f"{table} {k}: stored, not judged again" for k in by_key.keys() - new_by_key.keys()]

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from fwsurvey.store import Store
+from tests.claims_equivalence import IGNORED
 
 FIXTURE = Path(__file__).parent / "fixtures" / "claims"
 ROWS = FIXTURE / "survey-rows.json"
 EXPECTED = FIXTURE / "expected.json"
 #: When the fixed run is judged (the stored rows' fetched_at; ignored when comparing).
 JUDGED_AT = "2026-11-30T23:30:00+00:00"
-#: Columns that may differ by design: when it was judged, the registry file's hash, the SQL's
-#: text (a metric written in the registry's shorthand expands to equivalent SQL).
-IGNORED = ("fetched_at", "registry_sha256", "metric_sql")
 
 
 def build_db(path: Path) -> tuple[Store, int]:
