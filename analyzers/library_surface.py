@@ -25,10 +25,12 @@ from typing import Any
 
 from fwsurvey.analyzers.ergonomics import LibraryIndex
 from fwsurvey.analyzers.settings import (
+    CATEGORY_RULES,
     STRATEGIES,
     SURFACE_CATEGORIES,
     StrategySpec,
     SurfaceCategory,
+    spec_types,
 )
 from fwsurvey.sources import Record
 
@@ -54,13 +56,15 @@ class SurfaceFailed(Exception):
 def inventory(framework: str, spec: dict[str, SurfaceCategory], *, paths: tuple[str, ...] = (),
               probes: tuple[str, ...] = (), timeout: float = 600,
               python: str = sys.executable) -> Surface:
-    """Import the configured modules in a fresh interpreter and list their public API;
+    """Import the configured modules in a fresh interpreter and classify their public API by
+    the category rules (``spec``: namespaces per category, and the framework's ``types``);
     ``probes`` are symbols (``Name`` or ``Name(param)``) whose existence is checked."""
     with tempfile.TemporaryDirectory(prefix="fwsurvey-surface-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps({
             "paths": list(paths),
             "categories": {cat: c.model_dump() for cat, c in spec.items()},
+            "types": spec_types(spec).model_dump(),
             "probes": list(probes),
         }), encoding="utf-8")
         try:
@@ -84,7 +88,7 @@ def surface_records(surface: Surface, spec: dict[str, SurfaceCategory], *, fetch
         "fetched_at": fetched_at, "framework": fw, "category": s["category"],
         "symbol": s["symbol"], "kind": s["kind"], "defined_as": s["defined_as"],
         "has_docstring": s["has_docstring"], "has_example": s["has_example"],
-        "doc_lines": s["doc_lines"]}) for s in surface.symbols]
+        "doc_lines": s["doc_lines"], "basis": s.get("basis")}) for s in surface.symbols]
     by_category: dict[str, list[dict]] = defaultdict(list)
     for s in surface.symbols:
         by_category[s["category"]].append(s)
@@ -100,7 +104,7 @@ def surface_records(surface: Surface, spec: dict[str, SurfaceCategory], *, fetch
             "documented": sum(r["has_docstring"] for r in rows),
             "with_example": sum(r["has_example"] for r in rows),
             "package_version": package_version, "spec_sha256": spec_sha256,
-            "note": spec[category].note or None}))
+            "note": spec[category].note or None, "rule": CATEGORY_RULES[category]}))
     records += [Record("library_index", {
         "fetched_at": fetched_at, "framework": fw, "name": name,
         "defined_as": entry.get("defined_as"), "defaults": entry.get("defaults") or None,

@@ -36,7 +36,36 @@ DEFAULT_WEIGHTS = {"concepts": 1.0, "call_sites": 0.5, "keyword_args": 0.25,
 #: Library surface categories, in report order.
 SURFACE_CATEGORIES = ("layers", "combinators", "losses_metrics", "optimizers", "lr_schedules",
                       "data", "models", "export", "distributed")
-_KINDS = ("class", "function")
+#: What each category counts, written once for every framework. The code is
+#: ``introspect_library.py`` (``RULES`` there); a framework maps the concepts to its own types
+#: (``types``) and namespaces (``modules``) in ``[analyzers.library_surface.FW]``. Shown in
+#: ``library_summary.rule``; each symbol's evidence is ``library_symbols.basis``.
+CATEGORY_RULES = {
+    "layers": "a public callable in the layer namespaces that is, or returns, an instance of "
+              "the framework's layer type, takes no sub-layers and is not a loss or metric",
+    "combinators": "a layer (as above) that takes sub-layers as arguments and composes them: a "
+                   "parameter annotated with the layer type, or named layer(s), sublayers, "
+                   "module(s), or ending in _layer(s)/_module(s)",
+    "losses_metrics": "a layer that maps (prediction, target) to a scalar: of the framework's "
+                      "loss type where it has one, a call taking a target/label, or a docstring "
+                      "opening on a loss, criterion, cross-entropy, accuracy or F-score",
+    "optimizers": "a public callable in the optimizer namespaces that is, or returns, an "
+                  "instance of the framework's optimizer type (the type itself excluded)",
+    "lr_schedules": "a public callable in the schedule namespaces that is, or returns, the "
+                    "framework's schedule type; with no such type, a function returning a "
+                    "function of the step (called without arguments, or so documented)",
+    "data": "a public class or function defined in the framework's data namespaces",
+    "models": "a public callable in the model namespaces that is, or returns, a layer "
+              "(a pre-built architecture)",
+    "export": "a public function in the namespaces that target another runtime (configured) "
+              "taking a model and a destination file: it writes the model to a file format "
+              "another runtime loads",
+    "distributed": "a public callable in the distributed namespaces that runs a computation "
+                   "across devices or processes: a parameter naming devices, ranks, a process "
+                   "group or a mesh axis, or a docstring opening on it",
+}
+#: Bumped when the rule code changes, so the spec hash changes with it.
+RULES_VERSION = 2
 
 #: Distributed training strategies, in report order.
 STRATEGIES = ("data_parallel", "fully_sharded", "tensor_parallel", "pipeline_parallel",
@@ -89,19 +118,6 @@ def _some_weight(weights: dict[str, float]) -> dict[str, float]:
     if not any(weights.values()):
         raise ValueError("at least one weight must be > 0")
     return weights
-
-
-def _category(name: str) -> str:
-    if name not in SURFACE_CATEGORIES:
-        raise ValueError(f"unknown category; one of {', '.join(SURFACE_CATEGORIES)}")
-    return name
-
-
-def _kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    bad = set(kinds) - set(_KINDS)
-    if bad:
-        raise ValueError(f"{sorted(bad)[0]!r} is not class or function")
-    return kinds
 
 
 def _strategy(name: str) -> str:
@@ -201,37 +217,87 @@ def ergonomics_settings(config: SurveyConfig) -> ErgonomicsSettings:
         imports=imports)
 
 
-# -- [analyzers.library_surface.FW.CATEGORY] ---------------------------------------------------
+# -- [analyzers.library_surface.FW] ---------------------------------------------------------
 
 class SurfaceCategory(ConfigModel):
-    """Where one category of a library's public API lives, and how to recognise it."""
+    """Where one category of a library's public API lives: its namespaces, nothing else.
+
+    What *counts* in the category is a rule written once for every framework
+    (:data:`CATEGORY_RULES`, applied by ``introspect_library.py``); the configuration only
+    says where to look. No hand-picked symbol lists: a list on one side against a whole
+    module on the other decided the old counts (issue #12).
+    """
 
     modules: Names = ()
-    symbols: Names = ()
-    exclude: Names = ()
-    bases: Names = ()
-    exclude_bases: Names = ()
-    kinds: Annotated[Names, AfterValidator(_kinds)] = _KINDS
-    defined_in: Names = ()
-    exclude_defined_in: Names = ()
     note: str = ""
 
 
+class SurfaceTypes(ConfigModel):
+    """The framework's own types for the concepts the rules are written in.
+
+    ``layer``: the layer base type (``torch.nn.Module``, ``trax.layers.base.Layer``);
+    ``optimizer``, ``schedule``: the optimizer and learning-rate-schedule base types;
+    ``loss``: a loss base type, where the framework has one. A concept the framework has no
+    type for is left out, and the rules fall back on what a function returns.
+    """
+
+    layer: str = ""
+    optimizer: str = ""
+    schedule: str = ""
+    loss: str = ""
+
+
+class FrameworkSurface(ConfigModel):
+    """``[analyzers.library_surface.FW]``: its ``types`` and, per category, its namespaces."""
+
+    types: SurfaceTypes = SurfaceTypes()
+    layers: SurfaceCategory | None = None
+    combinators: SurfaceCategory | None = None
+    losses_metrics: SurfaceCategory | None = None
+    optimizers: SurfaceCategory | None = None
+    lr_schedules: SurfaceCategory | None = None
+    data: SurfaceCategory | None = None
+    models: SurfaceCategory | None = None
+    export: SurfaceCategory | None = None
+    distributed: SurfaceCategory | None = None
+
+
+class SurfaceSpec(dict):
+    """One framework's surface spec: category → :class:`SurfaceCategory`, plus ``types``.
+
+    A dict, so a framework configured for its distributed strategies only can pass ``{}``.
+    """
+
+    def __init__(self, categories: Mapping[str, SurfaceCategory] | None = None,
+                 types: SurfaceTypes | None = None) -> None:
+        super().__init__(categories or {})
+        self.types = types or SurfaceTypes()
+
+
+def spec_types(spec: Mapping[str, SurfaceCategory]) -> SurfaceTypes:
+    """The ``types`` of a spec (none for a plain dict)."""
+    return getattr(spec, "types", None) or SurfaceTypes()
+
+
 class SurfaceSection(_Root):
-    """``[analyzers.library_surface]``: framework → category → where it lives."""
+    """``[analyzers.library_surface]``: framework → its table."""
 
-    root: dict[FrameworkKey, dict[Annotated[str, AfterValidator(_category)], SurfaceCategory]] = {}
+    root: dict[FrameworkKey, FrameworkSurface] = {}
 
 
-def surface_settings(config: SurveyConfig) -> dict[str, dict[str, SurfaceCategory]]:
-    """Validate ``[analyzers.library_surface.FRAMEWORK.CATEGORY]`` tables."""
-    return validate(SurfaceSection, config.analyzers.get("library_surface", {}), config.path,
-                    "analyzers.library_surface", context=_context(config)).root
+def surface_settings(config: SurveyConfig) -> dict[str, SurfaceSpec]:
+    """Validate ``[analyzers.library_surface.FRAMEWORK]`` tables."""
+    section = validate(SurfaceSection, config.analyzers.get("library_surface", {}), config.path,
+                       "analyzers.library_surface", context=_context(config)).root
+    return {fw: SurfaceSpec({cat: getattr(table, cat) for cat in SURFACE_CATEGORIES
+                             if getattr(table, cat) is not None}, table.types)
+            for fw, table in section.items()}
 
 
 def surface_fingerprint(spec: Mapping[str, SurfaceCategory]) -> str:
-    """A short hash of one framework's surface spec."""
-    data = {cat: c.model_dump() for cat, c in sorted(spec.items())}
+    """A short hash of one framework's surface spec and of the rules' version."""
+    data = {"categories": {cat: c.model_dump() for cat, c in sorted(spec.items())},
+            "types": spec_types(spec).model_dump(), "rules": RULES_VERSION}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

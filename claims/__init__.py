@@ -4,10 +4,13 @@ it (SQL over the store) and the rule that turns them into a verdict.
 * :mod:`fwsurvey.claims.registry` reads and validates ``claims.toml`` (and expands the
   ``[metrics.ID.from]`` shorthand into SQL);
 * :mod:`fwsurvey.claims.judge` runs the metrics and judges each claim;
+* :mod:`fwsurvey.claims.stats` holds the statistics of timings (bootstrap interval of the
+  ratio of medians, run-to-run variation, equivalence band, geometric mean across tasks);
 * :mod:`fwsurvey.claims.stage` is the ``claims`` stage that stores the verdicts.
 """
 
 from fwsurvey.claims.judge import (
+    DECISIONS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     SOURCE,
@@ -16,7 +19,9 @@ from fwsurvey.claims.judge import (
     Evidence,
     Verdict,
     check_sql,
+    claim_pair,
     claim_text,
+    direction_problems,
     evaluate,
     framework_rows,
     sql_listing,
@@ -40,9 +45,10 @@ from fwsurvey.claims.registry import (
 from fwsurvey.claims.stage import ClaimsStage, ClaimsUnit, run_claims
 
 __all__ = [
-    "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SECTIONS", "SECTION_SLUGS", "SOURCE",
+    "DECISIONS", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SECTIONS", "SECTION_SLUGS", "SOURCE",
     "SQL_TIME_LIMIT_S", "VERDICTS", "Claim", "ClaimsStage", "ClaimsUnit", "Evidence", "From",
     "Metric", "Registry", "RegistryError", "Rule", "Section", "Verdict", "check_sql",
-    "claim_text", "default_registry_path", "evaluate", "expand_from", "framework_rows",
+    "claim_pair", "claim_text", "default_registry_path", "direction_problems", "evaluate",
+    "expand_from", "framework_rows",
     "load_registry", "metrics_for", "run_claims", "sql_listing", "sql_parameters",
 ]

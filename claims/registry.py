@@ -184,8 +184,29 @@ class From(ConfigModel):
         return value
 
 
+#: Validity tiers, strongest first: whether a thing works at all, a measured behaviour, a
+#: static count. The tier is the metric's weight in a claim (see TIER_WEIGHTS).
+TIERS = ("works", "behaviour", "count")
+#: Tier weights of the main judgement; the sensitivity pass tries the alternatives.
+TIER_WEIGHTS = {"works": 3.0, "behaviour": 2.0, "count": 1.0}
+#: Device scopes: where a measurement means something. A ``gpu`` metric's CPU rows never
+#: count (a CPU timing never decides a GPU claim).
+DEVICE_SCOPES = ("cpu", "gpu", "any")
+#: Claim types (see Claim).
+CLAIM_TYPES = ("comparative", "possession", "hedged", "unmeasurable")
+
+
 class MetricTable(ConfigModel):
-    """A ``[metrics.ID]`` table as written."""
+    """A ``[metrics.ID]`` table as written: the SQL and the metric's decision spec.
+
+    The decision spec: ``better`` (direction); the minimum meaningful difference, relative
+    (``margin``; absent: the rule's) and/or absolute in the metric's unit (``min_abs``: a
+    difference must exceed both); ``tier`` (its weight); ``device_scope``; ``timing``
+    (judged statistically from ``kernel_samples``, see fwsurvey.claims.stats);
+    ``failure_counts`` (a failed run counts against the framework that failed; default yes
+    for ``works`` and timing metrics); ``bar`` (the absolute bar of possession claims: the
+    framework has the capability when its value reaches it).
+    """
 
     label: Text
     better: str
@@ -195,6 +216,34 @@ class MetricTable(ConfigModel):
     sources: list[str] = Field(default_factory=list)
     max_age_days: Positive | None = None
     note: Text | None = None
+    tier: str = "count"
+    device_scope: str = "any"
+    margin: NonNegative | None = None
+    min_abs: NonNegative = 0
+    timing: bool = False
+    failure_counts: bool | None = None
+    bar: int | float | None = None
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, value: str) -> str:
+        if value not in TIERS:
+            raise ValueError(f"expected one of {', '.join(TIERS)}, got {value!r}")
+        return value
+
+    @field_validator("device_scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        if value not in DEVICE_SCOPES:
+            raise ValueError(f"expected one of {', '.join(DEVICE_SCOPES)}, got {value!r}")
+        return value
+
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, value: float | None) -> float | None:
+        if value is not None and value > 1:
+            raise ValueError("expected a share between 0 and 1")
+        return value
 
     @field_validator("better")
     @classmethod
@@ -223,6 +272,24 @@ class Metric:
     sources: tuple[str, ...] = ()
     max_age_days: float | None = None
     note: str | None = None
+    tier: str = "count"
+    device_scope: str = "any"
+    margin: float | None = None  # relative; None: the rule's margin
+    min_abs: float = 0.0
+    timing: bool = False
+    failure_counts: bool = False
+    bar: float | None = None
+    explicit: frozenset[str] = frozenset()  # decision-spec keys the registry wrote
+
+    def decision_spec(self) -> dict[str, Any]:
+        """The decision spec as stored with the evidence (JSON-able)."""
+        return {"better": self.better, "tier": self.tier, "device_scope": self.device_scope,
+                "margin": self.margin, "min_abs": self.min_abs, "timing": self.timing,
+                "failure_counts": self.failure_counts, "bar": self.bar}
+
+
+#: The keys of a metric's decision spec (a test checks the shipped registry writes them).
+DECISION_KEYS = ("tier", "device_scope")
 
 
 def expand_from(spec: From) -> str:
@@ -274,25 +341,105 @@ def _metric(path: Path, mid: str, table: dict[str, Any]) -> Metric:
     if model.sql is not None and model.from_ is not None:
         raise RegistryError(path, f"{key}.sql", f"give sql or [{key}.from], not both")
     sql = model.sql if model.from_ is None else expand_from(model.from_)
+    failure_counts = model.failure_counts
+    if failure_counts is None:  # default: failures are evidence for works-or-not and timings
+        failure_counts = model.tier == "works" or model.timing
     return Metric(mid, model.label, model.better, sql, model.unit, tuple(model.sources),
                   float(model.max_age_days) if model.max_age_days is not None else None,
-                  model.note)
+                  model.note, model.tier, model.device_scope,
+                  float(model.margin) if model.margin is not None else None,
+                  float(model.min_abs), model.timing, failure_counts,
+                  float(model.bar) if model.bar is not None else None,
+                  frozenset(model.model_fields_set))
 
 
 # -- claims -------------------------------------------------------------------------------------
 
 class Claim(ConfigModel):
-    """One atomic claim of the article (a ``[[claims]]`` entry)."""
+    """One atomic claim of the article (a ``[[claims]]`` entry).
+
+    ``type``: ``comparative`` (the favoured framework is ahead on a property),
+    ``possession`` (the favoured framework has a capability: each metric judged against
+    its ``bar``, not against the other side), ``hedged`` ("the other may not match it":
+    supported when the favoured side is clearly ahead in at least one scenario), or
+    ``unmeasurable`` (``unmeasurable`` says why; no metrics). ``primary``: the metrics a
+    verdict cannot do without (default: all of ``metrics``). ``against = "engine"`` compares
+    ``b`` with its engine (e.g. Trax with plain JAX) instead of with ``a``.
+    """
 
     id: str
     section: str
     text: Text
     sentence: Text | None = None
     favours: str  # a | b
-    unsettleable: Text | None = None  # why no data can settle it (no metrics then)
+    type: str = "comparative"
+    unmeasurable: Text | None = None  # why no data can settle it (no metrics then)
+    unsettleable: Text | None = None  # the former name of ``unmeasurable``
     metrics: list[str] = Field(default_factory=list, validate_default=True)
+    primary: list[str] = Field(default_factory=list)
+    device_scope: str | None = None
+    against: str = "a"
     rule: Annotated[Rule, BeforeValidator(_with_base)] = Field(
         default_factory=dict, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unmeasurable(cls, value: Any) -> Any:
+        """``unsettleable`` (the former key) is ``unmeasurable``; either makes the type."""
+        if isinstance(value, dict):
+            value = dict(value)
+            if value.get("unsettleable") and not value.get("unmeasurable"):
+                value["unmeasurable"] = value["unsettleable"]
+            if value.get("unmeasurable") and "type" not in value:
+                value["type"] = "unmeasurable"
+            if "primary" not in value and isinstance(value.get("metrics"), list):
+                value["primary"] = list(value["metrics"])
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in CLAIM_TYPES:
+            raise ValueError(f"expected one of {', '.join(CLAIM_TYPES)}, got {value!r}")
+        return value
+
+    @field_validator("device_scope")
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        if value is not None and value not in DEVICE_SCOPES:
+            raise ValueError(f"expected one of {', '.join(DEVICE_SCOPES)}, got {value!r}")
+        return value
+
+    @field_validator("against")
+    @classmethod
+    def _against(cls, value: str) -> str:
+        if value not in ("a", "engine"):
+            raise ValueError(f"expected a or engine, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Claim:
+        if self.type == "unmeasurable":
+            if not self.unmeasurable:
+                raise ValueError("an unmeasurable claim says why (unmeasurable = \"...\")")
+            if self.metrics:
+                raise ValueError("an unmeasurable claim names no metrics")
+            return self
+        if self.unmeasurable:
+            raise ValueError(f"a {self.type} claim is measured: drop unmeasurable or set"
+                             " type = \"unmeasurable\"")
+        unknown = [m for m in self.primary if m not in self.metrics]
+        if unknown:
+            raise ValueError(f"primary metrics must be among metrics: {unknown}")
+        if not self.primary:
+            raise ValueError("name at least one primary metric (no verdict without one)")
+        if self.type == "possession":
+            metrics = info.context["metrics"]
+            barless = [m for m in self.metrics if metrics[m].bar is None]
+            if barless:
+                raise ValueError(f"a possession claim judges each metric against its bar;"
+                                 f" no bar: {barless}")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -312,10 +459,10 @@ class Claim(ConfigModel):
     @classmethod
     def _placeholders(cls, value: str) -> str:
         try:
-            value.format(a="A", b="B", b_engine="")
+            value.format(a="A", b="B", b_engine="", engine="E")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{a}}, {{b}} and {{b_engine}} may be filled in ({exc})") \
-                from None
+            raise ValueError(f"only {{a}}, {{b}}, {{b_engine}} and {{engine}} may be filled in"
+                             f" ({exc})") from None
         return value
 
     @field_validator("favours")
@@ -330,9 +477,9 @@ class Claim(ConfigModel):
     def _metrics(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
             raise ValueError("expected a list of metric ids")
-        if not value and not info.data.get("unsettleable"):
+        if not value and not info.data.get("unmeasurable"):
             raise ValueError("name the metrics that bear on the claim, or say why none can"
-                             " (unsettleable = \"...\")")
+                             " (unmeasurable = \"...\")")
         for mid in value:
             if mid not in info.context["metrics"]:
                 raise ValueError(f"unknown metric {mid!r}")

@@ -32,7 +32,9 @@ from fwsurvey.analyzers.stage import AnalyzeStage
 from fwsurvey.claims import (
     ClaimsStage,
     check_sql,
+    claim_pair,
     default_registry_path,
+    direction_problems,
     load_registry,
     metrics_for,
     sql_listing,
@@ -40,6 +42,7 @@ from fwsurvey.claims import (
 from fwsurvey.collectors import SOURCES
 from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import DEFAULT_CONFIG_NAME, ConfigError, SurveyConfig
+from fwsurvey.importer import import_file
 from fwsurvey.kernels.stage import (
     TrainOptions,
     TrainStage,
@@ -248,12 +251,18 @@ def claims(config: SurveyConfig, db_path: Path, check: bool, registry: Path | No
             metrics = metrics_for(loaded, show_sql)
         except KeyError:
             raise Failure(f"{path}: no metric or claim {show_sql!r}", EXIT_USAGE) from None
-        click.echo(sql_listing(metrics, config, _newest_judged_run(db_path)))
+        claim = next((c for c in loaded.claims if c.id == show_sql), None)
+        pair = claim_pair(claim, config) if claim is not None else None
+        click.echo(sql_listing(metrics, config, _newest_judged_run(db_path), pair))
         return
     problems = check_sql(loaded)
     if problems:
         raise Failure(f"{path}:\n  " + "\n  ".join(problems), EXIT_USAGE)
     if check:
+        # A metric counting for a framework in one claim and against it in another is allowed
+        # (a user may pit two claims against each other) but worth saying.
+        for problem in direction_problems(loaded):
+            err.print(f"warning: {path}: {problem}")
         err.print(f"{path}: {len(loaded.claims)} claims, {len(loaded.metrics)} metrics: ok")
         return
     if not db_path.exists():
@@ -441,6 +450,19 @@ def publish_command(config: SurveyConfig, db_path: Path, target: Path, force: bo
     err.print(f"Published {db_path} → {path}")
     err.print(f"Serve it: cd {shlex.quote(str(path))} && sh serve.sh")
     click.echo(str(path))
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_common
+def import_command(config: SurveyConfig, db_path: Path, path: Path) -> None:
+    """Load PATH, rows measured elsewhere (the GPU check's records.json), as a new run."""
+    try:
+        done = import_file(db_path, path)
+    except LockHeld as exc:
+        raise Failure(f"{exc}; try again when it has finished", EXIT_LOCKED) from None
+    counts = ", ".join(f"{table} {n}" for table, n in sorted(done.rows.items()))
+    err.print(f"run {done.run_id}: imported {counts} from {done.source} → {db_path}")
 
 
 @cli.command()

@@ -667,6 +667,85 @@ def m008_kernel_scaling(db: Database) -> None:
     """)
 
 
+@migrations()
+def m009_kernel_samples(db: Database) -> None:
+    """Per-step samples of every training job, and what each job's row adds: its
+    environment fingerprint, outcome, time to target and the data/compute split."""
+    db.executescript(f"""
+    CREATE TABLE kernel_samples (
+        {PROVENANCE},
+        job TEXT NOT NULL,
+        task TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        device TEXT NOT NULL,
+        device_name TEXT,
+        precision TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        window INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        step_ms REAL NOT NULL,
+        data_ms REAL NOT NULL,
+        compute_ms REAL NOT NULL,
+        PRIMARY KEY (run_id, job, window, step)
+    );
+    CREATE INDEX kernel_samples_fingerprint ON kernel_samples(fingerprint);
+    CREATE VIEW kernel_samples_latest AS
+        SELECT k.* FROM kernel_samples k
+        JOIN (SELECT job, MAX(run_id) AS run_id FROM kernel_samples GROUP BY job) latest
+        USING (job, run_id);
+    ALTER TABLE kernel_runs ADD COLUMN fingerprint TEXT;
+    ALTER TABLE kernel_runs ADD COLUMN code_sha256 TEXT;
+    ALTER TABLE kernel_runs ADD COLUMN windows INTEGER;
+    ALTER TABLE kernel_runs ADD COLUMN outcome TEXT;
+    ALTER TABLE kernel_runs ADD COLUMN time_to_target_s REAL;
+    ALTER TABLE kernel_runs ADD COLUMN steps_to_target INTEGER;
+    ALTER TABLE kernel_runs ADD COLUMN data_ms_median REAL;
+    ALTER TABLE kernel_runs ADD COLUMN compute_ms_median REAL;
+    ALTER TABLE kernel_runs ADD COLUMN matmul_precision TEXT;
+    ALTER TABLE kernel_runs ADD COLUMN eval_s REAL;
+    """)
+
+
+@migrations()
+def m010_verdicts(db: Database) -> None:
+    """Typed claims, per-row decisions with intervals, stability and confidence (issue #12)."""
+    claims = {"claim_type": "TEXT", "confidence": "TEXT", "fragile": "INTEGER",
+              "sensitivity": "TEXT", "previous_verdict": "TEXT", "change_reason": "TEXT",
+              "device_scope": "TEXT", "unmeasurable_reason": "TEXT",
+              "primary_metrics": "TEXT", "n_samples": "INTEGER"}
+    evidence = {"decision": "TEXT", "ci_low": "REAL", "ci_high": "REAL", "delta": "REAL",
+                "n_a": "INTEGER", "n_b": "INTEGER", "tier": "TEXT", "device_scope": "TEXT",
+                "primary_metric": "INTEGER"}
+    for table, columns in (("claims", claims), ("claim_evidence", evidence)):
+        for column, kind in columns.items():
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    # claims_latest selects c.*: recreated so that it lists the new columns too.
+    db.executescript("""
+    DROP VIEW claims_latest;
+    CREATE VIEW claims_latest AS
+        SELECT c.* FROM claims c
+        JOIN (SELECT claim_id, MAX(run_id) AS run_id FROM claims GROUP BY claim_id) latest
+        USING (claim_id, run_id);
+    CREATE VIEW claims_summary AS
+        SELECT claim_id, section, text, claim_type, verdict, confidence, fragile,
+               device_scope, n_samples, previous_verdict
+        FROM claims_latest;
+    """)
+
+
+@migrations()
+def m011_surface_rules(db: Database) -> None:
+    # Category rules written once for every framework (issue #12): which rule and evidence
+    # put each symbol in its category, and the rule each summary row counted by.
+    db.executescript("""
+    ALTER TABLE library_symbols ADD COLUMN basis TEXT;
+    ALTER TABLE library_summary ADD COLUMN rule TEXT;
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How the store writes one table, read off the table's definition.

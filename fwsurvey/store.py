@@ -146,7 +146,10 @@ class Store:
             return
         problems = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            raise StoreError(self.path, _damaged(f"quick_check: {problems[0]}"))
+            # SQLite's first problem may span lines ("*** in database main ***\nPage 88: ...");
+            # errors are one line.
+            first = "; ".join(line.strip() for line in problems[0].splitlines() if line.strip())
+            raise StoreError(self.path, _damaged(f"quick_check: {first}"))
 
     def _check_version(self) -> None:
         known = {m.name for m in migrations._migrations}

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Dense (no sparsity) peak FLOP/s by device name fragment and precision, from the
-#: vendors' data sheets (SXM parts).
+#: Dense (no sparsity) peak FLOP/s by device name fragment and matmul arithmetic, from the
+#: vendors' data sheets, SXM parts: the highest of each family, so a PCIe or NVL part's MFU
+#: is understated, never overstated. ``tf32`` is the tensor-core peak that fp32 matmuls
+#: reach where the framework runs them as TensorFloat-32 (JAX's default on a GPU); ``fp32``
+#: the CUDA-core peak of true fp32 (PyTorch's default). Each job's peak is the one of the
+#: arithmetic it used (:func:`device_peak_flops`), so its MFU cannot exceed 100% by
+#: construction of the peak.
 DENSE_PEAK = {
     ("H200", "bf16"): 989e12,
     ("H100", "bf16"): 989e12,
     ("A100", "bf16"): 312e12,
+    ("H200", "tf32"): 494.7e12,
+    ("H100", "tf32"): 494.7e12,
+    ("A100", "tf32"): 156e12,
     ("H200", "fp32"): 67e12,
     ("H100", "fp32"): 67e12,
     ("A100", "fp32"): 19.5e12,
@@ -17,7 +25,9 @@ DENSE_PEAK = {
 
 
 def device_peak_flops(device_name: str, precision: str) -> float | None:
-    """The dense peak of a known GPU, or None (CPUs: no agreed peak, so no MFU)."""
+    """The dense peak of a known GPU for ``precision`` (``bf16``, ``tf32`` or ``fp32``: the
+    arithmetic the matmuls used, see ``FrameworkAdapter.matmul_precision``), or None
+    (CPUs: no agreed peak, so no MFU)."""
     for (fragment, prec), peak in DENSE_PEAK.items():
         if fragment in device_name and prec == precision:
             return peak

@@ -6,13 +6,24 @@ Started by :mod:`fwsurvey.kernels.runner` in a fresh subprocess::
 
 It prints one JSON object per line on stdout: ``{"event": "phase", "phase": ...}`` when a
 phase starts (so the parent can apply a timeout per phase and knows where a killed run
-stopped) and ``{"event": "result", ...}`` at the end. The implementation files contain
-only what a user would write; everything that measures lives here, and what differs between
-frameworks (the step, compile counts, memory, versions...) in each framework's adapter
-(:mod:`fwsurvey.kernels.adapters`): this module never names a framework.
+stopped), ``{"event": "window", ...}`` with each measurement window's per-step samples,
+``{"event": "steady", ...}`` with the steady statistics before the final evaluation (so a
+later timeout keeps them), and ``{"event": "result", ...}`` at the end. The implementation
+files contain only what a user would write; everything that measures lives here, what the
+harness applies around them (device placement, compilation, precision: contract A) and
+what differs between frameworks (the step, compile counts, memory, versions...) in each
+framework's adapter (:mod:`fwsurvey.kernels.adapters`): this module never names a framework.
 
 Timing: every step is synchronised by reading its loss back to the host (``float``), the
-same for every framework, so a step's time includes the device work it queued.
+same for every framework, so a step's time includes the device work it queued. The
+training stream is wrapped in a :class:`~fwsurvey.kernels.framework.DataClock` before the
+trainer is made, so each step's data time (seconds inside the stream's ``__next__``) is
+split from its compute time.
+
+A job that cannot measure what its row would say is refused: ``unsupported`` when the
+framework has no backend for the device here (a CPU-only jaxlib asked for ``cuda``), before
+anything trains; ``wrong_device`` when the built parameters live on the host although a GPU
+was asked for.
 
 A job with ``n_devices`` trains data parallel on that many devices with the framework's own
 engine (its adapter's :class:`~fwsurvey.kernels.framework.DataParallel`); under ``torchrun``
@@ -33,10 +44,13 @@ from typing import Any
 
 from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.flops import device_peak_flops, transformer_flops_per_step
-from fwsurvey.kernels.framework import FrameworkAdapter
+from fwsurvey.kernels.framework import DataClock, FrameworkAdapter, StepSample
 
 #: Whether this process reports to the parent (False on the other ranks of a torchrun job).
 REPORTING = True
+
+#: Measurement windows of the steady phase, unless the job's spec says ``windows``.
+WINDOWS = 3
 
 
 def emit(event: str, **payload: Any) -> None:
@@ -56,15 +70,47 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q2, q1, q3
 
 
+class Refused(Exception):
+    """The job cannot measure what its row would say; stored with :attr:`status`
+    (``unsupported``: no backend for the device here; ``wrong_device``: built on another
+    device than the one asked for)."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def target_reached(spec: dict[str, Any], metrics: dict[str, float]) -> bool | None:
+    """Whether ``metrics`` meet the task's quality target (None: no target or no value)."""
+    value = metrics.get(spec.get("metric", ""))
+    if value is None or spec.get("target") is None:
+        return None
+    if spec.get("target_mode") == "max":  # the metric must end at or below the target
+        return value <= spec["target"]
+    return value >= spec["target"]
+
+
+def window_sizes(timed: int, windows: int) -> list[int]:
+    """``timed`` steady steps cut into ``windows`` windows as equal as can be (the first
+    ones one step longer), fewer windows when there are fewer steps than windows."""
+    windows = max(1, min(windows, timed))
+    if timed <= 0:
+        return []
+    base, extra = divmod(timed, windows)
+    return [base + (1 if i < extra else 0) for i in range(windows)]
+
+
 def check_resume(module: Any, adapter: FrameworkAdapter, data: Any, spec: dict[str, Any]
                  ) -> dict[str, Any]:
     """Restart from the checkpoints the training wrote: a fresh model and trainer on the
     same folder must pick up the saved step and take one more step."""
     try:
-        model = module.build_model({**spec, "seed": spec["seed"] + 1})
+        model = adapter.prepare_model(module.build_model({**spec, "seed": spec["seed"] + 1}),
+                                      spec)
         trainer = module.make_trainer(model, data, spec)
         step = adapter.resume_step(trainer)
-        adapter.stepper(trainer)()
+        with adapter.precision_context(spec):
+            adapter.stepper(trainer)()
         return {"resume_status": "ok", "resumed_at_step": step, "resume_error": None}
     except Exception as exc:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -77,11 +123,81 @@ def check_resume(module: Any, adapter: FrameworkAdapter, data: Any, spec: dict[s
                                 f":{where.lineno})"}
 
 
+class Training:
+    """The steps of one job, timed, with the training time (evaluation excluded) so far."""
+
+    def __init__(self, adapter: FrameworkAdapter, trainer: Any, spec: dict[str, Any],
+                 clock: DataClock | None):
+        self.adapter, self.trainer, self.spec, self.clock = adapter, trainer, spec, clock
+        self.losses: list[float] = []
+        self.train_s = 0.0
+        self.steps_done = 0
+
+    def steps(self, n: int) -> list[StepSample]:
+        if n <= 0:
+            return []
+        with self.adapter.precision_context(self.spec):
+            samples = self.adapter.timed_steps(self.trainer, n, self.clock)
+        self.losses += [s.loss for s in samples]
+        self.train_s += sum(s.step_s for s in samples)
+        self.steps_done += len(samples)
+        return samples
+
+
+def steady_summary(spec: dict[str, Any], samples: list[StepSample], training: Training,
+                   ) -> dict[str, Any]:
+    """The steady phase's statistics over every window's steps.
+
+    Throughput: items per step over the median step for fixed shapes; for varying shapes
+    (``seq_lens``) the expected items of all training steps over their total time, from
+    the first step on, so each new shape's compile counts where a user pays it.
+    """
+    times = [s.step_s for s in samples]
+    median, q1, q3 = quantiles(times)
+    summary: dict[str, Any] = {
+        "timed_steps": len(samples),
+        "step_median_ms": median * 1000 if times else None,
+        "step_mean_ms": statistics.fmean(times) * 1000 if times else None,
+        "step_iqr_ms": (q3 - q1) * 1000 if times else None,
+        "step_times_ms": [t * 1000 for t in times],
+        "data_ms_median": (statistics.median(s.data_s for s in samples) * 1000
+                           if samples else None),
+        "compute_ms_median": (statistics.median(s.compute_s for s in samples) * 1000
+                              if samples else None),
+        "train_s": training.train_s,
+    }
+    # Tokens for language models (the mean length when lengths vary), samples otherwise.
+    items = spec.get("tokens_per_step") or spec["batch"] * spec.get("seq_len", 1)
+    if "seq_lens" in spec:
+        summary["throughput"] = (items * training.steps_done / training.train_s
+                                 if training.train_s else None)
+    else:
+        summary["throughput"] = items / median if times and median else None
+    summary["throughput_unit"] = "tokens/s" if ("seq_len" in spec or "seq_lens" in spec) \
+        else "samples/s"
+    return summary
+
+
 def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute the job, emitting phases; return the result record.
 
-    ``result`` is filled as the job goes, so a caller still has the versions and device of
-    a job that raised.
+    ``result`` is filled as the job goes, so a caller still has the versions, the device
+    and the steady measurements of a job that raised later.
+
+    The steps: one first step (compilation), ``warmup_steps``, then the steady steps cut
+    into ``windows`` measurement windows (at least 3: each window's median is one sample
+    of run-to-run variation; every step's time, split into data and compute time, is
+    reported). After each window the samples are emitted (a ``window`` event), and the
+    steady statistics before the final evaluation (a ``steady`` event), so a timeout in
+    a later phase keeps them.
+
+    Time to target, MLPerf style: a training job with a quality target is evaluated at the
+    end of every window (the tasks' evaluations take seconds); ``time_to_target_s`` is the
+    training time up to the first evaluation that meets the target (every step from the
+    first, compilation and data included; the evaluations themselves excluded) and
+    ``steps_to_target`` the steps run by then. Evaluating only at window ends makes both an
+    upper bound whose resolution is one window: the target was first met at most one
+    window earlier. The last window's evaluation is the job's final quality.
     """
     adapter, spec = ADAPTERS[job["framework"]], dict(job["spec"])
     spec["device"] = job["device"]
@@ -93,12 +209,15 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     emit("phase", phase="import")
     t0 = time.perf_counter()
     module = importlib.import_module(job["module"])
+    result["versions"] = adapter.versions()
+    refusal = adapter.check_backend(job["device"])
+    if refusal:
+        raise Refused("unsupported", refusal)
     parallel = None
     if job.get("n_devices"):
         parallel = adapter.data_parallel(job["n_devices"], job["device"])
         parallel.setup(spec)
     result["import_s"] = time.perf_counter() - t0
-    result["versions"] = adapter.versions()
     counter.install()
 
     emit("phase", phase="data")
@@ -106,12 +225,18 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
     data = module.load_data(spec)
     if parallel:
         data = parallel.shard_data(data)
+    if isinstance(data, dict):
+        data = adapter.place_data(data, spec)
+    clock = None
+    if isinstance(data, dict) and data.get("train") is not None:
+        clock = DataClock(data["train"])
+        data = {**data, "train": clock}
     result["data_s"] = time.perf_counter() - t0
 
     emit("phase", phase="build")
     t0 = time.perf_counter()
     result["device_name"] = adapter.device_name(spec["device"])
-    model = module.build_model(spec)
+    model = adapter.prepare_model(module.build_model(spec), spec)
     if parallel:
         model = parallel.wrap_model(model)
     trainer = module.make_trainer(model, data, spec)
@@ -119,74 +244,105 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
         parallel.check_trainer(trainer)
     result["build_s"] = time.perf_counter() - t0
     result["n_params"] = adapter.count_params(model, trainer)
-    step = adapter.stepper(trainer)
+    platform = adapter.param_platform(model, trainer)
+    result["param_platform"] = platform
+    if job["device"] != "cpu" and platform == "cpu":
+        raise Refused("wrong_device", f"the job asked for {job['device']} but the trained "
+                                      "parameters live on the host (cpu) after the build")
 
-    losses: list[float] = []
+    training = Training(adapter, trainer, spec, clock)
     emit("phase", phase="first_step")
-    t0 = time.perf_counter()
-    losses.append(step())
-    result["first_step_s"] = time.perf_counter() - t0
+    [first] = training.steps(1)
+    result["first_step_s"] = first.step_s
 
     emit("phase", phase="warmup")
-    for _ in range(spec["warmup_steps"]):
-        losses.append(step())
+    training.steps(spec["warmup_steps"])
 
-    timed = spec["steps"] - 1 - spec["warmup_steps"]
-    emit("phase", phase="steady", steps=timed)
-    compiles0, compile_s0 = counter.snapshot()
+    sizes = window_sizes(spec["steps"] - 1 - spec["warmup_steps"],
+                         spec.get("windows", WINDOWS))
+    per_window_eval = (not parallel and job.get("experiment", "train") == "train"
+                       and spec.get("target") is not None and "seq_lens" not in spec)
     comm0 = parallel.comm_seconds() if parallel else None
-    times = []
-    for _ in range(timed):
-        t0 = time.perf_counter()
-        losses.append(step())
-        times.append(time.perf_counter() - t0)
-    compiles1, compile_s1 = counter.snapshot()
-    if parallel:
-        comm1 = parallel.comm_seconds()
-        result["n_devices"] = parallel.n_devices
-        result["comm_share"] = ((comm1 - comm0) / sum(times)
-                                if comm0 is not None and comm1 is not None and times else None)
-        losses = parallel.global_losses(losses)
-    result["compiles_timed"] = compiles1 - compiles0
-    result["compile_s_timed"] = compile_s1 - compile_s0
-    result["compile_s_total"] = compile_s1
-    result["compiles_total"] = compiles1
-
+    steady: list[StepSample] = []
+    samples: list[list[float]] = []
+    compiles_timed, compile_s_timed = 0, 0.0
     metrics: dict[str, float] = {}
-    if not parallel:  # a scaling run measures steps and loss parity, not quality
-        emit("phase", phase="eval")
-        t0 = time.perf_counter()
-        metrics = module.evaluate(model, trainer, data, spec)
-        result["eval_s"] = time.perf_counter() - t0
+    result.update({"eval_s": 0.0, "time_to_target_s": None, "steps_to_target": None,
+                   "target_evals": []})
+    if not sizes:
+        result.update(steady_summary(spec, steady, training))
+        emit("steady", **_steady_payload(result, training))
+    for k, size in enumerate(sizes, 1):
+        emit("phase", phase="steady", window=k, windows=len(sizes), steps=size)
+        compiles0, compile_s0 = counter.snapshot()
+        window = training.steps(size)
+        compiles1, compile_s1 = counter.snapshot()
+        compiles_timed += compiles1 - compiles0
+        compile_s_timed += compile_s1 - compile_s0
+        steady += window
+        rows = [[k, i, s.step_s * 1000, s.data_s * 1000] for i, s in enumerate(window, 1)]
+        samples += rows
+        emit("window", window=k, samples=rows)
+        last = k == len(sizes)
+        if last:
+            compiles_total, compile_s_total = counter.snapshot()
+            result.update({"compiles_timed": compiles_timed, "compile_s_timed": compile_s_timed,
+                           "compiles_total": compiles_total,
+                           "compile_s_total": compile_s_total,
+                           "windows": len(sizes), "samples": samples})
+            result.update(steady_summary(spec, steady, training))
+            if parallel:
+                comm1 = parallel.comm_seconds()
+                result["n_devices"] = parallel.n_devices
+                result["comm_share"] = ((comm1 - comm0) / sum(s.step_s for s in steady)
+                                        if comm0 is not None and comm1 is not None and steady
+                                        else None)
+            emit("steady", **_steady_payload(result, training))
+        if per_window_eval or (last and not parallel):
+            # A scaling run measures steps and loss parity, not quality.
+            emit("phase", phase="eval", window=k)
+            t0 = time.perf_counter()
+            with adapter.precision_context(spec):
+                metrics = module.evaluate(model, trainer, data, spec)
+            result["eval_s"] += time.perf_counter() - t0
+            reached = target_reached(spec, metrics)
+            result["target_evals"].append([training.steps_done, training.train_s,
+                                           metrics.get(spec.get("metric", ""))])
+            if per_window_eval and reached and result["time_to_target_s"] is None:
+                result["time_to_target_s"] = training.train_s
+                result["steps_to_target"] = training.steps_done
 
     if "checkpoint_every" in spec:
         emit("phase", phase="resume")
         result.update(check_resume(module, adapter, data, spec))
 
-    median, q1, q3 = quantiles(times)
-    result.update({
-        "timed_steps": timed,
-        "step_median_ms": median * 1000,
-        "step_mean_ms": statistics.fmean(times) * 1000 if times else None,
-        "step_iqr_ms": (q3 - q1) * 1000,
-        "step_times_ms": [t * 1000 for t in times],
-        "losses": losses,
-        "metrics": metrics,
-    })
-    # Tokens for language models (the mean length when lengths vary), samples otherwise.
-    items = spec.get("tokens_per_step") or spec["batch"] * spec.get("seq_len", 1)
-    result["throughput"] = items / median if median else None
-    result["throughput_unit"] = "tokens/s" if "seq_len" in spec else "samples/s"
+    losses = training.losses
+    if parallel:
+        losses = parallel.global_losses(losses)
+    result.update({"losses": losses, "metrics": metrics})
     result["peak_mem_mb"], result["mem_kind"] = adapter.peak_memory_mb(job["device"])
+    median = result.get("step_median_ms")
     if spec.get("flops_model") == "transformer" and "seq_lens" not in spec:
         flops = transformer_flops_per_step(spec)
         result["flops_per_step"] = flops
-        peak = device_peak_flops(result["device_name"], job.get("precision", "fp32"))
+        arithmetic = adapter.matmul_precision(spec["precision"], job["device"])
+        result["matmul_precision"] = arithmetic
+        peak = device_peak_flops(result["device_name"], arithmetic)
         n_devices = parallel.n_devices if parallel else 1
-        result["mfu"] = flops / median / (peak * n_devices) if (peak and median) else None
+        result["mfu"] = (flops / (median / 1000) / (peak * n_devices)
+                         if (peak and median) else None)
+    else:
+        result["matmul_precision"] = adapter.matmul_precision(spec["precision"], job["device"])
     if parallel:
         parallel.close()
     return result
+
+
+def _steady_payload(result: dict[str, Any], training: Training) -> dict[str, Any]:
+    """What the ``steady`` event carries: everything measured so far but the samples (sent
+    window by window), with the losses of every step so far."""
+    return {**{k: v for k, v in result.items() if k not in ("samples", "status")},
+            "losses": list(training.losses)}
 
 
 def main() -> None:
@@ -199,13 +355,16 @@ def main() -> None:
     partial: dict[str, Any] = {}
     try:
         result = run(job, partial)
+    except Refused as exc:
+        emit("result", **{**partial, "status": exc.status, "error": str(exc)})
+        return
     except Exception as exc:  # MemoryError included
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         oom = (isinstance(exc, MemoryError) or "out of memory" in text.lower()
                or "RESOURCE_EXHAUSTED" in text)
-        emit("result", status="oom" if oom else "crashed", error=text[-2000:],
-             traceback=traceback.format_exc()[-4000:], versions=partial.get("versions"),
-             device_name=partial.get("device_name"))
+        # What was measured before the failure (the steady windows) is kept.
+        emit("result", **{**partial, "status": "oom" if oom else "crashed",
+                          "error": text[-2000:], "traceback": traceback.format_exc()[-4000:]})
         if job.get("n_devices"):
             sys.exit(1)  # torchrun then stops the other ranks instead of leaving them waiting
         return

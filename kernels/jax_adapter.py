@@ -114,6 +114,42 @@ class JaxAdapter(FrameworkAdapter):
     def count_params(self, model: Any, trainer: Any) -> int:
         return tree_size(model)
 
+    def check_backend(self, device: str) -> str | None:
+        if device == "cpu":
+            return None
+        import jax
+
+        if jax.default_backend() == "cpu":
+            return (f"jax {jax.__version__} has no GPU backend here (jax.default_backend() is "
+                    "'cpu': a CPU-only jaxlib, without its CUDA plugin): refusing to run a "
+                    f"{device} job on the host")
+        return None
+
+    def params_tree(self, model: Any, trainer: Any) -> Any:
+        """The trained parameters' pytree (where :meth:`param_platform` looks)."""
+        return model
+
+    def param_platform(self, model: Any, trainer: Any) -> str | None:
+        import jax
+
+        for leaf in jax.tree_util.tree_leaves(self.params_tree(model, trainer)):
+            devices = getattr(leaf, "devices", None)
+            if callable(devices):
+                platforms = {d.platform for d in devices()}
+                return "gpu" if platforms & {"gpu", "cuda", "rocm"} else sorted(platforms)[0]
+        return None
+
+    def matmul_precision(self, precision: str, device: str) -> str:
+        if precision == "fp32" and device != "cpu":
+            import jax
+
+            # XLA's default precision on a GPU runs fp32 matmuls as TF32 (tensor cores);
+            # only "highest" / "float32" asks for true fp32.
+            chosen = str(jax.config.jax_default_matmul_precision or "default").lower()
+            if chosen not in ("highest", "float32", "precision.highest"):
+                return "tf32"
+        return precision
+
     def compile_counter(self) -> CompileCounter:
         return JaxCompileCounter()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.framework import JAX_LEGACY_ENV, MAIN_ENV, FrameworkAdapter
+from fwsurvey.kernels.records import code_sha256
 from fwsurvey.kernels.runner import PHASE_TIMEOUTS, Job
 from fwsurvey.kernels.tasks import Task
 
@@ -21,12 +22,19 @@ DYNAMIC_TASK = "transformer_lm"
 
 
 def _job(task: Task, adapter: FrameworkAdapter, mode: str, spec: dict[str, Any], device: str,
-         profile: str, experiment: str, variant: str) -> Job:
-    return Job(task=task.name, framework=adapter.name, mode=mode,
-               module=task.impl_module(adapter.name), spec=spec, device=device,
-               precision=adapter.precision(device, profile, spec),
-               experiment=experiment,
-               variant=variant, timeouts=dict(PHASE_TIMEOUTS[profile]))
+         profile: str, experiment: str, variant: str, precision: str | None = None,
+         gpus: list[str] | None = None) -> Job:
+    """One job; a single-device GPU job sees exactly one GPU (``CUDA_VISIBLE_DEVICES``), so
+    a framework that takes every visible device (Trax's Loop) trains on one like the rest."""
+    job = Job(task=task.name, framework=adapter.name, mode=mode,
+              module=task.impl_module(adapter.name), spec=spec, device=device,
+              precision=precision or adapter.precision(device, profile, spec),
+              experiment=experiment, variant=variant, timeouts=dict(PHASE_TIMEOUTS[profile]),
+              code_sha256=code_sha256(task.impl_module(adapter.name)))
+    if device != "cpu" and experiment != "scaling":
+        visible = gpus if gpus is not None else []
+        job.env["CUDA_VISIBLE_DEVICES"] = visible[0] if visible else "0"
+    return job
 
 
 def _adapters(task: Task, frameworks: list[str]) -> list[FrameworkAdapter]:
@@ -34,21 +42,26 @@ def _adapters(task: Task, frameworks: list[str]) -> list[FrameworkAdapter]:
     return [ADAPTERS[f] for f in frameworks if f in ADAPTERS and f in task.frameworks]
 
 
-def train_jobs(tasks: list[Task], frameworks: list[str], profile: str, device: str
-               ) -> list[Job]:
-    """Every (task, framework, mode) to train, in a stable order."""
+def train_jobs(tasks: list[Task], frameworks: list[str], profile: str, device: str,
+               gpus: list[str] | None = None) -> list[Job]:
+    """Every (task, framework, mode) to train, in a stable order: in fp32 on every side, and
+    also in bf16 (variant ``bf16``, a separate comparison) where the adapter says so."""
     jobs = []
     for task in tasks:
         for adapter in _adapters(task, frameworks):
             for mode in adapter.mode_names:
                 spec = {**task.profile(profile), **adapter.mode_spec(mode)}
-                jobs.append(_job(task, adapter, mode, spec, device, profile, "train",
-                                 "default"))
+                for precision in adapter.precisions(device, profile, spec):
+                    variant = "default" if precision == "fp32" else precision
+                    jobs.append(_job(task, adapter, mode, spec, device, profile, "train",
+                                     variant, precision, gpus))
     return jobs
 
 
-def dynamic_jobs(task: Task, frameworks: list[str], profile: str, device: str) -> list[Job]:
-    """The language model fed batches whose sequence length varies, in each mode."""
+def dynamic_jobs(task: Task, frameworks: list[str], profile: str, device: str,
+                 gpus: list[str] | None = None) -> list[Job]:
+    """The language model fed batches whose sequence length varies, in each mode; fp32 on
+    every side, so the variants compare in one precision."""
     jobs = []
     for adapter in ADAPTERS.values():  # the registry's order, whatever order was asked
         if adapter.name not in frameworks or adapter.name not in task.frameworks:
@@ -57,7 +70,7 @@ def dynamic_jobs(task: Task, frameworks: list[str], profile: str, device: str) -
             spec = {**task.profile(profile), **task.spec.get("dynamic", {}), **dyn.overrides}
             spec["tokens_per_step"] = spec["batch"] * statistics.mean(spec["seq_lens"])
             jobs.append(_job(task, adapter, dyn.mode, spec, device, profile, "dynamic",
-                             dyn.variant))
+                             dyn.variant, "fp32", gpus))
     return jobs
 
 

@@ -5,10 +5,17 @@ process group (gloo on a CPU, NCCL on GPUs), wraps the model in ``DistributedDat
 and trains on its own contiguous slice of every global batch, as a ``DistributedSampler``
 would give it. DDP all-reduces (averages) the gradients in buckets during the backward pass;
 a communication hook (DDP's own extension point) wraps its default all-reduce with a timer.
+
+What a PyTorch user writes around a model and leaves out of a scored file, the adapter
+applies (contract A): ``model.to(device)`` and ``torch.compile(model, dynamic=...)`` in the
+compile mode (:meth:`PyTorchAdapter.prepare_model`), each batch copied to the device from
+pinned memory without blocking (:class:`DevicePlaced`), and bf16 ``torch.autocast`` around
+every step and evaluation of a bf16 job (:meth:`PyTorchAdapter.precision_context`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -50,6 +57,58 @@ class RankSlice:
         if self._stream is None:
             self._stream = iter(self.source)
         return self.cut(next(self._stream))
+
+
+def to_device(batch: Any, device: str) -> Any:
+    """A batch (a tensor, or a tuple / list / dict of them) on ``device``.
+
+    On a GPU each tensor is first pinned (page-locked) so the copy runs without blocking the
+    host, as PyTorch's performance guide advises (``pin_memory`` + ``non_blocking``). Other
+    values (numbers, strings) pass as they are; a tensor already there is not copied.
+    """
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        if batch.device.type == torch.device(device).type:
+            return batch
+        if device.startswith("cuda"):
+            return batch.pin_memory().to(device, non_blocking=True)
+        return batch.to(device)
+    if isinstance(batch, tuple | list):
+        return type(batch)(to_device(part, device) for part in batch)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    return batch
+
+
+class DevicePlaced:
+    """Every batch of ``source`` moved to ``device`` as it is drawn (iterable and iterator,
+    like :class:`RankSlice`)."""
+
+    def __init__(self, source: Iterable, device: str):
+        self.source, self.device = source, device
+        self._stream: Iterator | None = None
+
+    def __iter__(self) -> Iterator:
+        return (to_device(batch, self.device) for batch in self.source)
+
+    def __next__(self) -> Any:
+        if self._stream is None:
+            self._stream = iter(self.source)
+        return to_device(next(self._stream), self.device)
+
+
+def _is_batch(value: Any) -> bool:
+    """A tensor, or a tuple / list / dict holding tensors: data placed once, as a whole."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, tuple | list):
+        return any(_is_batch(v) for v in value)
+    if isinstance(value, dict):
+        return any(_is_batch(v) for v in value.values())
+    return False
 
 
 def backend(device: str) -> str:
@@ -152,6 +211,10 @@ class PyTorchAdapter(FrameworkAdapter):
         DynamicVariant("torch-eager", "eager"),
         DynamicVariant("torch-compile", "dynamic=None", {"compile": True, "dynamic": None}),
         DynamicVariant("torch-compile", "dynamic=True", {"compile": True, "dynamic": True}),
+        # The same padding to buckets the JAX and Trax variants get (a collate function), so
+        # "each framework's best setting" is chosen from the same shape policies.
+        DynamicVariant("torch-compile", "bucketed",
+                       {"compile": True, "dynamic": False, "bucketed": True}),
     )
     engine = "torch.nn.parallel.DistributedDataParallel (torchrun)"
     parallel: ClassVar[type[DataParallel]] = TorchDDP
@@ -174,8 +237,67 @@ class PyTorchAdapter(FrameworkAdapter):
         import torch
 
         if device.startswith("cuda"):
-            return torch.cuda.get_device_name(0)
+            return torch.cuda.get_device_name(torch.device(device).index or 0)
         return super().device_name(device)
+
+    def check_backend(self, device: str) -> str | None:
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                return (f"torch {torch.__version__} sees no GPU (a CPU-only build, or no "
+                        "visible device): refusing to run a cuda job on the host")
+        return None
+
+    def prepare_model(self, model: Any, spec: dict[str, Any]) -> Any:
+        if hasattr(model, "to"):
+            model = model.to(spec["device"])
+        if spec.get("compile"):
+            import torch
+            from torch._dynamo.eval_frame import OptimizedModule
+
+            # A file written before the harness compiled may have compiled already: not twice.
+            if not isinstance(model, OptimizedModule):
+                model = torch.compile(model, dynamic=spec.get("dynamic"))
+        return model
+
+    def place_data(self, data: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        device = spec["device"]
+        if device == "cpu":
+            return data  # tensors are made on the host: nothing to move, nothing to wrap
+        placed = {}
+        for key, value in data.items():
+            if _is_batch(value):
+                placed[key] = to_device(value, device)
+            elif isinstance(value, Iterable) and not isinstance(value, str | bytes):
+                placed[key] = DevicePlaced(value, device)
+            else:
+                placed[key] = value
+        return placed
+
+    def precision_context(self, spec: dict[str, Any]) -> contextlib.AbstractContextManager:
+        if spec.get("precision") == "bf16":
+            import torch
+
+            device_type = "cuda" if spec["device"].startswith("cuda") else "cpu"
+            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def param_platform(self, model: Any, trainer: Any) -> str | None:
+        parameters = getattr(model, "parameters", None)
+        first = next(iter(parameters()), None) if parameters else None
+        if first is None:
+            return None
+        return "gpu" if first.device.type == "cuda" else first.device.type
+
+    def matmul_precision(self, precision: str, device: str) -> str:
+        if precision == "fp32" and device.startswith("cuda"):
+            import torch
+
+            # PyTorch's default is "highest" (true fp32); "high"/"medium" allow TF32.
+            if torch.get_float32_matmul_precision() != "highest":
+                return "tf32"
+        return precision
 
     def count_params(self, model: Any, trainer: Any) -> int:
         return sum(p.numel() for p in model.parameters())

@@ -1,14 +1,30 @@
-"""The rows a training job contributes: ``kernel_runs``, ``kernel_curves`` and, for the
-data-parallel runs, ``kernel_scaling`` (each N compared with its 1-device baseline)."""
+"""The rows a training job contributes: ``kernel_runs``, ``kernel_curves``,
+``kernel_samples`` (every timed step, window by window) and, for the data-parallel runs,
+``kernel_scaling`` (each N compared with its 1-device baseline).
+
+Every job's rows carry its **outcome** (:func:`outcome`) — a failure is that framework's
+result on that task, not missing data — and its **fingerprint** (:func:`fingerprint`): the
+environment its timings belong to. Samples with the same fingerprint are comparable across
+runs, so the verdicts can pool them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import statistics
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from fwsurvey.kernels.adapters import ADAPTERS
+from fwsurvey.kernels.harness import target_reached
 from fwsurvey.kernels.runner import Job
 from fwsurvey.sources import Record
+
+#: Every value of ``kernel_runs.outcome``.
+OUTCOMES = ("ok", "crashed", "oom", "timeout", "wrong_device", "missed_target", "unsupported")
 
 #: Training losses averaged for ``final_loss`` (single steps are noisy).
 FINAL_LOSS_WINDOW = 10
@@ -18,21 +34,60 @@ SIMULATED_NOTE = ("N devices simulated on one CPU: this checks correctness and m
                   "not speed")
 
 
-def _target_reached(spec: dict[str, Any], metrics: dict[str, float]) -> bool | None:
-    value = metrics.get(spec.get("metric", ""))
-    if value is None or "target" not in spec:
+def outcome(job: Job, result: dict[str, Any]) -> str:
+    """How the job ended, as evidence: ``ok``; ``missed_target`` when it trained but its
+    final evaluation misses the task's quality target; otherwise how it failed
+    (``crashed``, ``oom``, ``timeout``, ``wrong_device``, ``unsupported``)."""
+    status = result.get("status")
+    if status == "ok":
+        if job.experiment == "train" and target_reached(
+                job.spec, result.get("metrics") or {}) is False:
+            return "missed_target"
+        return "ok"
+    return status if status in OUTCOMES else "crashed"
+
+
+@lru_cache(maxsize=256)
+def code_sha256(module: str) -> str | None:
+    """sha256 of an implementation file followed by its task's ``spec.toml`` (when there is
+    one next to it): what the code of a job was. None when the module cannot be found."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
         return None
-    if spec.get("target_mode") == "max":  # the metric must end at or below the target
-        return value <= spec["target"]
-    return value >= spec["target"]
+    if found is None or not found.origin:
+        return None
+    impl = Path(found.origin)
+    digest = hashlib.sha256(impl.read_bytes())
+    spec = impl.parent / "spec.toml"
+    if spec.exists():
+        digest.update(spec.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(job: Job, result: dict[str, Any], code: str | None) -> str:
+    """First 16 hex digits of the sha256 of the canonical JSON of what a timing depends
+    on: task, framework, mode, experiment, variant, profile, device name, precision, the
+    installed versions and the code's hash. Equal fingerprints: comparable samples."""
+    payload = {"task": job.task, "framework": job.framework, "mode": job.mode,
+               "experiment": job.experiment, "variant": job.variant,
+               "profile": job.spec.get("profile"), "device_name": result.get("device_name"),
+               "precision": job.precision, "versions": result.get("versions") or {},
+               "code_sha256": code}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Record]:
-    """The rows one job contributes: its ``kernel_runs`` row and its loss curve."""
+    """The rows one job contributes: its ``kernel_runs`` row, its loss curve and its
+    per-step samples."""
     spec = job.spec
     losses = result.get("losses") or []
     metrics = result.get("metrics") or {}
     metric = spec.get("metric")
+    code = job.code_sha256 or code_sha256(job.module)
+    print_ = fingerprint(job, result, code)
+    samples = result.get("samples") or []
     row = {
         "job": job.key, "task": job.task, "framework": job.framework, "mode": job.mode,
         "experiment": job.experiment, "variant": job.variant,
@@ -56,7 +111,8 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "eval_metric": metric, "eval_value": metrics.get(metric),
         "target": spec.get("target"), "target_mode": spec.get("target_mode", "min"),
         # The dynamic experiment measures compilation, not quality: no target there.
-        "reached_target": _target_reached(spec, metrics) if job.experiment == "train" else None,
+        "reached_target": (target_reached(spec, metrics) if job.experiment == "train"
+                           else None),
         "compiles_total": result.get("compiles_total"),
         "compiles_timed": result.get("compiles_timed"),
         "compile_s_total": result.get("compile_s_total"),
@@ -66,8 +122,31 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "resumed_at_step": result.get("resumed_at_step"),
         "resume_error": result.get("resume_error"),
         "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
+        "fingerprint": print_, "code_sha256": code,
+        "windows": result.get("windows") or (len({s[0] for s in samples}) or None),
+        "outcome": outcome(job, result),
+        "time_to_target_s": result.get("time_to_target_s"),
+        "steps_to_target": result.get("steps_to_target"),
+        "data_ms_median": result.get("data_ms_median"),
+        "compute_ms_median": result.get("compute_ms_median"),
+        "matmul_precision": result.get("matmul_precision"),
+        "eval_s": result.get("eval_s"),
     }
-    return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at)]
+    return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at),
+            *sample_records(job, result, print_, samples, fetched_at)]
+
+
+def sample_records(job: Job, result: dict[str, Any], print_: str, samples: list[list[float]],
+                   fetched_at: str) -> list[Record]:
+    """One ``kernel_samples`` row per timed step: ``[window, step, step_ms, data_ms]``."""
+    common = {"job": job.key, "task": job.task, "framework": job.framework, "mode": job.mode,
+              "experiment": job.experiment, "variant": job.variant, "device": job.device,
+              "device_name": result.get("device_name"), "precision": job.precision,
+              "fingerprint": print_, "fetched_at": fetched_at}
+    return [Record("kernel_samples", {**common, "window": int(window), "step": int(step),
+                                      "step_ms": step_ms, "data_ms": data_ms,
+                                      "compute_ms": step_ms - data_ms})
+            for window, step, step_ms, data_ms in samples]
 
 
 def curve_records(job: Job, losses: list[float], fetched_at: str) -> list[Record]:
@@ -138,4 +217,7 @@ def scaling_records(runs: list[tuple[Job, dict[str, Any], str]]) -> list[Record]
         }
         records.append(Record("kernel_scaling", row))
         records += curve_records(job, losses, fetched_at)
+        code = job.code_sha256 or code_sha256(job.module)
+        records += sample_records(job, result, fingerprint(job, result, code),
+                                  result.get("samples") or [], fetched_at)
     return records

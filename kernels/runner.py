@@ -1,7 +1,13 @@
 """Runs kernel jobs in fresh subprocesses with a timeout per phase.
 
 A job that crashes, runs out of memory or passes a phase's timeout is returned with its
-status and the phase it reached; the caller goes on with the rest of the matrix.
+status and the phase it reached; the caller goes on with the rest of the matrix. What the
+job reported before it stopped is kept: the samples of every measurement window it
+finished (``window`` events) and its steady statistics (the ``steady`` event, sent before
+the final evaluation), so a timeout in the evaluation still stores the step times.
+
+A phase's limit covers all the time spent in that phase: the steady windows share the
+``steady`` limit, the evaluations after each window share the ``eval`` limit.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class Job:
     launcher: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     unsupported: str | None = None
+    #: sha256 of the implementation file and the task's spec.toml (set by the matrix).
+    code_sha256: str | None = None
 
     @property
     def key(self) -> str:
@@ -62,7 +70,8 @@ class Job:
     def payload(self) -> str:
         return json.dumps({"task": self.task, "framework": self.framework, "mode": self.mode,
                            "module": self.module, "spec": self.spec, "device": self.device,
-                           "precision": self.precision, "n_devices": self.n_devices})
+                           "precision": self.precision, "n_devices": self.n_devices,
+                           "experiment": self.experiment})
 
     def command(self) -> list[str]:
         """The interpreter, the launcher if any, and the harness with this job."""
@@ -118,14 +127,19 @@ def _run_in(job: Job, env: dict[str, str], started: float, workdir: str) -> dict
 def _watch(job: Job, proc: subprocess.Popen, lines: queue.Queue, err_lines: list[str],
            started: float) -> dict[str, Any]:
     phase, deadline = "start", started + job.timeouts.get("import", 120)
+    spent: dict[str, float] = {}
+    entered = started
     result: dict[str, Any] | None = None
+    partial: dict[str, Any] = {}
+    samples: list[list[float]] = []
     while True:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             _kill(proc)
-            result = {"status": "timeout",
-                      "error": f"phase {phase!r} passed its {job.timeouts.get(phase)} s limit"}
+            limit = job.timeouts.get(phase if phase != "start" else "import")
+            result = {**partial, "samples": samples, "status": "timeout",
+                      "error": f"phase {phase!r} passed its {limit} s limit"}
             break
         if line is None:  # the child exited
             break
@@ -133,17 +147,25 @@ def _watch(job: Job, proc: subprocess.Popen, lines: queue.Queue, err_lines: list
             event = json.loads(line)
         except ValueError:
             continue  # a library printed to stdout
-        if event.get("event") == "phase":
-            phase = event["phase"]
-            deadline = time.monotonic() + job.timeouts.get(phase, 300)
-        elif event.get("event") == "result":
-            result = {k: v for k, v in event.items() if k != "event"}
+        kind = event.get("event")
+        if kind == "phase":
+            now = time.monotonic()
+            spent[phase] = spent.get(phase, 0.0) + now - entered
+            phase, entered = event["phase"], now
+            deadline = now + job.timeouts.get(phase, 300) - spent.get(phase, 0.0)
+        elif kind == "window":
+            samples += event.get("samples") or []
+        elif kind == "steady":
+            partial.update({k: v for k, v in event.items() if k != "event"})
+        elif kind == "result":
+            result = {**partial, "samples": samples,
+                      **{k: v for k, v in event.items() if k != "event"}}
     proc.wait()
     if result is None:
         tail = "".join(err_lines[-15:]).strip()
         code = proc.returncode
         status = "oom" if code == -signal.SIGKILL else "crashed"
-        result = {"status": status,
+        result = {**partial, "samples": samples, "status": status,
                   "error": f"exited with {code}: {tail[-2000:]}" if tail else f"exited with {code}"}
     result["phase"] = phase if result["status"] != "ok" else "done"
     result["wall_s"] = time.monotonic() - started

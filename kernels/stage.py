@@ -48,6 +48,9 @@ class TrainOptions:
     enabled: bool = True
     #: Device counts of the data-parallel scaling runs; empty: no scaling runs.
     scaling: tuple[int, ...] = ()
+    #: The tasks whose scaling runs ``fwsurvey run`` trains; empty: every chosen task with a
+    #: ``[scaling]`` table.
+    scaling_tasks: tuple[str, ...] = ()
 
 
 def scaling_counts(values: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
@@ -99,6 +102,10 @@ class KernelsTable(ConfigModel):
     experiments: list[Literal["train", "dynamic"]] = ["train", "dynamic"]
     #: Device counts of the data-parallel runs; empty: none.
     scaling: Annotated[list[int], AfterValidator(_device_counts)] = []
+    #: Which tasks the data-parallel runs train; empty: every task with a [scaling] table.
+    #: On a CPU the N devices are simulated (machinery and loss parity, not speed), so one
+    #: task that every framework implements shows as much as all of them, in less time.
+    scaling_tasks: list[Annotated[str, AfterValidator(_known_task)]] = []
     jax_legacy_python: str = DEFAULT_JAX_LEGACY_PYTHON
 
 
@@ -119,6 +126,7 @@ def options_from_config(config: SurveyConfig) -> TrainOptions:
         experiments=tuple(table.experiments),
         enabled=table.enabled,
         scaling=scaling_counts(table.scaling),
+        scaling_tasks=tuple(table.scaling_tasks),
     )
 
 
@@ -166,21 +174,24 @@ def plan(config: SurveyConfig, options: TrainOptions) -> list[Job]:
         raise ValueError(f"unknown framework {missing[0]!r}; configured: "
                          f"{', '.join(config.frameworks)}")
     device = options.device or default_device()
+    gpus = visible_gpus() if device != "cpu" else None
     chosen = [tasks[t] for t in (options.tasks or tasks)]
     jobs = []
     if "train" in options.experiments:
-        jobs += train_jobs(chosen, frameworks, options.profile, device)
+        jobs += train_jobs(chosen, frameworks, options.profile, device, gpus)
     if "dynamic" in options.experiments and DYNAMIC_TASK in {t.name for t in chosen}:
-        jobs += dynamic_jobs(tasks[DYNAMIC_TASK], frameworks, options.profile, device)
+        jobs += dynamic_jobs(tasks[DYNAMIC_TASK], frameworks, options.profile, device, gpus)
     if options.scaling:
         unscaled = [t.name for t in chosen if "scaling" not in t.spec]
         if options.tasks and unscaled:
             scalable = ", ".join(t for t in tasks if "scaling" in tasks[t].spec)
             raise ValueError(f"task {unscaled[0]!r} has no 'scaling' table in its spec.toml; "
                              f"tasks that scale: {scalable}")
-        jobs += scaling_jobs(chosen, frameworks, options.profile, device,
+        scaled = [t for t in chosen if not options.scaling_tasks
+                  or t.name in options.scaling_tasks]
+        jobs += scaling_jobs(scaled, frameworks, options.profile, device,
                              scaling_counts(options.scaling), jax_legacy_python(config),
-                             visible_gpus() if device != "cpu" else None)
+                             gpus)
     return jobs
 
 

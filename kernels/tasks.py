@@ -12,6 +12,15 @@ implementation module provides four functions, one per phase, marked with ``# %%
   ``training.Loop`` (``# %% training``)
 * ``evaluate(model, trainer, data, spec)`` → ``{metric: value}`` (``# %% evaluation``)
 
+The files hold only what a user writes: the harness applies compilation, precision and device
+placement through each framework's adapter, so no ``pytorch_impl.py`` or ``trax_impl.py``
+names a device, ``torch.compile`` or autocast (a JAX user picks the compute dtype, so
+``jax_impl.py`` reads ``spec["precision"]``). A pair trains the same way on every side: the
+spec's ``[optimizer]`` table lists every hyperparameter and each file passes all of them
+explicitly, since the frameworks' defaults differ (Trax's Adam: eps 1e-5 and a weight decay
+of 1e-5; PyTorch's: 1e-8 and none). A profile's ``lr`` overrides the table's; the resolved
+table is ``spec["optimizer"]`` (:meth:`Task.profile`).
+
 Every ``spec.toml`` is validated when the tasks are discovered (:class:`TaskSpec`): a
 misspelt key or a wrong type is one line naming the file and the key. A task needing a new
 hyperparameter adds it to :class:`Hyperparameters`. How each framework runs the
@@ -42,12 +51,29 @@ def _has_adapter(framework: str) -> str:
     return framework
 
 
+class OptimizerTable(ConfigModel):
+    """``[optimizer]``: every hyperparameter of the one optimizer all sides of a pair build.
+
+    All are required, so no side can fall back on its framework's own default. ``lr`` is
+    the default a profile may override; ``weight_decay`` is decoupled (AdamW's, multiplied
+    by the learning rate), which Trax's per-step ``weight_decay_rate`` expresses as
+    ``lr * weight_decay``.
+    """
+
+    name: Literal["adam", "adamw"]
+    lr: float
+    b1: float
+    b2: float
+    eps: float
+    weight_decay: float
+    #: Global gradient-norm clipping before the update, where a task uses it.
+    clip_grad_norm: float | None = None
+
+
 class Hyperparameters(ConfigModel):
     """Keys any level of a spec may set; a profile's table overrides the common ones."""
 
     seed: int | None = None
-    optimizer: str | None = None
-    lr: float | None = None
     batch: int | None = None
     steps: int | None = None
     warmup_steps: int | None = None
@@ -73,6 +99,16 @@ class Hyperparameters(ConfigModel):
     shuffle_buffer: int | None = None
 
 
+class ProfileTable(Hyperparameters):
+    """``[quick]`` / ``[full]``: a profile may also override the optimizer's learning rate.
+
+    Only here: the ``[dynamic]`` and ``[scaling]`` tables are merged after the optimizer is
+    resolved, so a learning rate there would silently not reach it.
+    """
+
+    lr: float | None = None
+
+
 class DynamicTable(Hyperparameters):
     """``[dynamic]``: the sequence lengths the dynamic-shape experiment draws from."""
 
@@ -94,10 +130,12 @@ class TaskSpec(Hyperparameters):
     target: float | None = None
     target_mode: Literal["min", "max"] = "min"
     flops_model: Literal["transformer"] | None = None
-    #: Implementations that compute in bf16 on a GPU (full profile).
-    bf16: list[Annotated[str, AfterValidator(_has_adapter)]] = []
-    quick: Hyperparameters
-    full: Hyperparameters
+    #: Implementations that can compute in bf16 on a GPU (full profile); every side also
+    #: runs fp32, so an fp32 comparison always exists. Required: the precision is stated.
+    bf16: list[Annotated[str, AfterValidator(_has_adapter)]]
+    optimizer: OptimizerTable
+    quick: ProfileTable
+    full: ProfileTable
     dynamic: DynamicTable | None = None
     scaling: ScalingTable | None = None
 
@@ -116,11 +154,19 @@ class Task:
         return self.spec.get("description", "")
 
     def profile(self, profile: str) -> dict[str, Any]:
-        """The spec for one profile: common keys, then the profile's own."""
+        """The spec for one profile: common keys, then the profile's own.
+
+        ``optimizer`` is the ``[optimizer]`` table with the profile's ``lr`` (if it sets one)
+        in place of the table's: the one place every implementation reads its optimizer from.
+        """
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
         common = {k: v for k, v in self.spec.items() if not isinstance(v, dict)}
-        return {**common, **self.spec.get(profile, {}), "task": self.name,
+        own = dict(self.spec.get(profile, {}))
+        optimizer = dict(self.spec.get("optimizer", {}))
+        if "lr" in own:
+            optimizer["lr"] = own.pop("lr")
+        return {**common, **own, "optimizer": optimizer, "task": self.name,
                 "profile": profile}
 
     def impl_module(self, framework: str) -> str:

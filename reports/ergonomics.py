@@ -30,8 +30,10 @@ def _phase_key(phase: str) -> tuple[int, str]:
     return (PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER), phase)
 
 
-#: Metrics drawn in the per-pair chart (ratios of the whole files), composite first.
-CHART_METRICS = (COMPOSITE, "concepts", "lloc", "ceremony_calls", "cognitive")
+#: Metrics drawn in the per-pair chart (ratios of the whole files). The composite score is
+#: not among them, nor anywhere in the report: no claim uses it and its weights are a choice
+#: (the appendix says so).
+CHART_METRICS = ("concepts", "lloc", "ceremony_calls", "cognitive")
 
 
 def ease_of_use_section(inp: SectionInput) -> dict[str, Any]:

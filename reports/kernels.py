@@ -7,11 +7,12 @@ from collections import defaultdict
 from typing import Any
 
 from fwsurvey.analyzers.settings import STRATEGIES
+from fwsurvey.claims.stats import ratio_interval
 from fwsurvey.kernels.adapters import MODES
 from fwsurvey.reports.charts import loss_curves_chart, relative_throughput_chart
 from fwsurvey.reports.sections import SectionInput
 
-THROUGHPUT_CHART = "kernels_throughput.png"
+THROUGHPUT_CHART = "kernels_step_time.png"
 LM_LOSS_CHART = "kernels_lm_loss.png"
 #: The mode every other mode's throughput is compared with.
 BASELINE_MODE = "torch-eager"
@@ -28,29 +29,50 @@ def _latest_runs(inp: SectionInput, experiment: str) -> list[dict[str, Any]]:
     for r in rows:
         r["framework_name"] = names[r["framework"]]
         r["seq_lens"] = json.loads(r["seq_lens"]) if r["seq_lens"] else None
+        for key in CONTRACT_C_COLUMNS:  # a run before the samples existed: shown as unknown
+            r.setdefault(key, None)
+        r["outcome_shown"] = r["outcome"] or _outcome(r)
     return rows
 
 
+#: kernel_runs columns of contract C (migration m009); older runs lack them.
+CONTRACT_C_COLUMNS = ("fingerprint", "code_sha256", "windows", "outcome", "time_to_target_s",
+                      "steps_to_target", "data_ms_median", "compute_ms_median")
+
+
+OUTCOMES = ("ok", "crashed", "oom", "timeout", "wrong_device", "missed_target", "unsupported")
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """The outcome of a run stored before ``outcome`` existed, from what it did store."""
+    if row["status"] != "ok":
+        return row["status"] if row["status"] in OUTCOMES else "crashed"
+    return "missed_target" if row["reached_target"] == 0 else "ok"
+
+
 def performance_section(inp: SectionInput) -> dict[str, Any]:
-    """Per task: each framework and mode side by side, with loss parity and the target."""
+    """Per task: each framework and mode side by side, its step time against the baseline
+    with a 95% interval, time to target and outcome (a failure is a result, not a blank)."""
     rows = _latest_runs(inp, "train")
     tasks: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         tasks[r["task"]].append(r)
+    samples = _window_medians(inp, rows)
     throughput_chart = lm_chart = None
     ratios = []
+    baselines = {}
     for task, task_rows in tasks.items():
-        base = next((r for r in task_rows if r["mode"] == BASELINE_MODE
-                     and r["status"] == "ok"), None)
+        base = _baseline(task_rows)
+        baselines[task] = base
         for r in task_rows:
-            r["vs_baseline"] = (r["throughput"] / base["throughput"]
-                                if base and r["throughput"] and r["status"] == "ok" else None)
-            if r["vs_baseline"] is not None:
-                ratios.append((task, r["mode"], r["vs_baseline"]))
+            r.update(_step_ratio(r, base, samples))
+            if r["step_ratio"] is not None and r is not base:
+                ratios.append((task, f"{r['framework_name']} ({r['mode']})", r["step_ratio"],
+                               r["step_ratio_low"], r["step_ratio_high"]))
     if ratios:
         relative_throughput_chart(ratios, inp.out_dir / THROUGHPUT_CHART,
-                                  title=f"Throughput relative to {BASELINE_MODE} (run "
-                                        f"{inp.run_id})")
+                                  title=f"Step time relative to the baseline (run {inp.run_id})",
+                                  ylabel="step time / baseline's")
         throughput_chart = THROUGHPUT_CHART
     lm_rows = [r for r in tasks.get("transformer_lm", []) if r["status"] == "ok"]
     if lm_rows:
@@ -70,13 +92,74 @@ def performance_section(inp: SectionInput) -> dict[str, Any]:
         "scaling": scaling,
         "kernels": {
             "tasks": dict(tasks),
+            "baselines": {t: (f"{b['framework_name']} ({b['mode']})" if b else None)
+                          for t, b in baselines.items()},
             "devices": devices,
             "on_cpu_only": bool(rows) and all(r["device"] == "cpu" for r in rows),
+            "with_samples": any(r["samples_n"] for r in rows),
             "throughput_chart": throughput_chart,
             "lm_chart": lm_chart,
             "failed": [r for r in rows if r["status"] != "ok"],
         },
     }
+
+
+def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row every other row of a task is compared with: PyTorch eager when it ran, else
+    the first row that finished (configuration order)."""
+    ok = [r for r in rows if r["status"] == "ok" and r["step_median_ms"]]
+    return next((r for r in ok if r["mode"] == BASELINE_MODE), ok[0] if ok else None)
+
+
+def _window_medians(inp: SectionInput, rows: list[dict[str, Any]]) -> dict[str, dict]:
+    """Per fingerprint (contract C): every measured window's step times, from every run up to
+    the one shown (comparable samples accumulate across runs), and the number of steps and
+    runs behind them. Empty on a store without ``kernel_samples``."""
+    fingerprints = sorted({r["fingerprint"] for r in rows if r.get("fingerprint")})
+    if not fingerprints or "kernel_samples" not in inp.store.db.table_names():
+        return {}
+    marks = ", ".join("?" for _ in fingerprints)
+    found = inp.store.query(
+        f"SELECT fingerprint, run_id, job, window, step_ms FROM kernel_samples"
+        f" WHERE fingerprint IN ({marks}) AND run_id <= ? AND step_ms IS NOT NULL"
+        f" ORDER BY fingerprint, run_id, job, window, step", [*fingerprints, inp.run_id])
+    windows: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for s in found:
+        windows[s["fingerprint"]][(s["run_id"], s["job"], s["window"])].append(s["step_ms"])
+    return {fp: {"windows": list(w.values()),
+                 "steps": sum(len(v) for v in w.values()),
+                 "runs": len({key[0] for key in w})}
+            for fp, w in windows.items()}
+
+
+def _step_ratio(row: dict[str, Any], base: dict[str, Any] | None,
+                samples: dict[str, dict]) -> dict[str, Any]:
+    """The row's step time over the baseline's, with a 95% interval when both have samples.
+
+    The same statistics the claims judge timings with (:func:`fwsurvey.claims.stats.
+    ratio_interval`: a seeded bootstrap of the ratio of medians, resampling each window's
+    steps), so the report's interval and the verdict's evidence never disagree.
+    Without samples (an older run), the ratio of the stored medians, without an interval.
+    """
+    mine = samples.get(row.get("fingerprint") or "")
+    out: dict[str, Any] = {"step_ratio": None, "step_ratio_low": None,
+                           "step_ratio_high": None, "ratio_basis": None,
+                           "samples_n": mine["steps"] if mine else None,
+                           "samples_windows": len(mine["windows"]) if mine else None,
+                           "samples_runs": mine["runs"] if mine else None}
+    if base is None or row["status"] != "ok" or not row["step_median_ms"]:
+        return out
+    theirs = samples.get(base.get("fingerprint") or "")
+    if mine and theirs:
+        interval = ratio_interval(f"report:{row['job']}", theirs["windows"], mine["windows"])
+        out["step_ratio"] = interval.ratio
+        out["ratio_basis"] = "samples"
+        if row is not base:
+            out["step_ratio_low"], out["step_ratio_high"] = interval.low, interval.high
+    else:
+        out["step_ratio"] = row["step_median_ms"] / base["step_median_ms"]
+        out["ratio_basis"] = "medians"
+    return out
 
 
 def scaling_summary(inp: SectionInput) -> dict[str, Any]:

@@ -16,6 +16,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from fwsurvey.claims import SECTIONS, VERDICTS
 from fwsurvey.config import SurveyConfig
 from fwsurvey.reports.sections import SectionInput, builders
+from fwsurvey.reports.verdicts import (
+    bottom_line,
+    decision_label,
+    evidence_counts,
+    normalise_claim,
+    tally,
+)
 from fwsurvey.store import Store
 
 REPORT_NAME = "report.md"
@@ -72,14 +79,18 @@ def report_context(store: Store, config: SurveyConfig, out_dir: Path,
     run_sources = store.query(
         "SELECT * FROM run_sources WHERE run_id = ? ORDER BY stage, source", [run_id])
     inp = SectionInput(store, config, run, run_sources, out_dir)
-    verdicts = claims_context(store, run_id)
+    verdicts = claims_context(store, run_id, (a, b))
+    changes = changes_context(store, verdicts.get("run_id"))
+    _previous_verdicts(verdicts["claims"], changes)
     section_builders = builders()
     sections = []
     for s in SECTIONS:
         data = section_builders[s.slug](inp) if s.slug in section_builders else {}
+        claims = [c for c in verdicts["claims"] if c["section"] == s.slug]
         sections.append({
             "slug": s.slug, "title": s.title, "measured_by": s.measured_by,
-            "claims": [c for c in verdicts["claims"] if c["section"] == s.slug],
+            "claims": claims,
+            "bottom_line": bottom_line(claims, s.measured_by),
             "template": f"sections/{s.slug}.md.j2" if s.slug in section_builders else None,
             "measured": bool(data.get("measured")),
             **data,
@@ -88,6 +99,7 @@ def report_context(store: Store, config: SurveyConfig, out_dir: Path,
     for c in verdicts["claims"]:
         c["section_title"] = titles.get(c["section"], c["section"])
     return {
+        "evidence_chart": evidence_chart(verdicts["claims"], pair=(a, b), out_dir=out_dir),
         "title": config.title,
         "article": config.article,
         "pair": (a, b),
@@ -99,12 +111,54 @@ def report_context(store: Store, config: SurveyConfig, out_dir: Path,
             "SELECT * FROM item_errors WHERE run_id = ? ORDER BY source, item", [run_id]),
         "sections": sections,
         "verdicts": verdicts,
-        "changes": changes_context(store, verdicts.get("run_id")),
+        "changes": changes,
+        "unjudged": {
+            "unmeasurable": [c for c in verdicts["claims"] if c["unmeasurable"]],
+            "not_collected": [c for c in verdicts["claims"] if c["not_collected"]],
+        },
     }
 
 
-def claims_context(store: Store, run_id: int) -> dict[str, Any]:
-    """The verdicts shown: those of the newest run up to ``run_id`` that judged the claims."""
+EVIDENCE_CHART = "evidence-intervals.png"
+
+
+def evidence_chart(claims: list[dict[str, Any]], pair: tuple[str, str],
+                   out_dir: Path) -> str | None:
+    """Every evidence row with an interval (timings), as its b/a ratio and 95% interval
+    against its equivalence band, on a log axis centred on 1; None when no row has one."""
+    from fwsurvey.reports.charts import interval_chart
+
+    rows = [(f"{c['claim_id']}: {e['label']} ({e['item']})", e["ratio"], e["ci_low"],
+             e["ci_high"], e["delta"])
+            for c in claims for e in c["evidence"]
+            if e["ratio"] is not None and e["ci_low"] is not None and e["ci_high"] is not None]
+    if not rows:
+        return None
+    interval_chart(rows, out_dir / EVIDENCE_CHART,
+                   title="Timing evidence: ratio with its 95% interval and equivalence band",
+                   xlabel=f"{pair[1]} / {pair[0]}")
+    return EVIDENCE_CHART
+
+
+def _previous_verdicts(claims: list[dict[str, Any]], changes: dict[str, Any]) -> None:
+    """Each claim's previous verdict and why it changed: as the claims stage stored them
+    (contract D), else the verdict of the previous run that judged the claims (the reason
+    then is unknown: the changed evidence values are listed under "What changed")."""
+    before = {v["claim_id"]: v["before"] for v in changes.get("verdicts", [])}
+    for c in claims:
+        previous = c["previous_verdict"]
+        if previous is None and c["claim_id"] in before:
+            previous = before[c["claim_id"]] or None
+        c["previous_shown"] = previous
+        c["changed"] = previous is not None and previous != c["verdict"]
+        c["why_changed"] = c["change_reason"] if c["changed"] else None
+
+
+def claims_context(store: Store, run_id: int,
+                   pair: tuple[str, str] = ("a", "b")) -> dict[str, Any]:
+    """The verdicts shown: those of the newest run up to ``run_id`` that judged the claims,
+    normalised (:func:`fwsurvey.reports.verdicts.normalise_claim`: a database from before
+    contract D renders what it has). ``pair`` names frameworks a and b in decision labels."""
     judged = store.query("SELECT MAX(run_id) AS run_id FROM claims WHERE run_id <= ?", [run_id])
     verdict_run = judged[0]["run_id"] if judged else None
     if verdict_run is None:
@@ -114,16 +168,38 @@ def claims_context(store: Store, run_id: int) -> dict[str, Any]:
                            [verdict_run])
     for c in claims:
         c["evidence"] = [e for e in evidence if e["claim_id"] == c["claim_id"]]
-        c["rule"] = json.loads(c["rule"])
-    tally = [(v, sum(c["verdict"] == v for c in claims)) for v in VERDICTS]
+        c["rule"] = _rule(c["rule"])
+        normalise_claim(c)
+        c["counted"] = evidence_counts(c["evidence"])
+        c["has_stats"] = any(e["ci_low"] is not None or e["n_a"] is not None
+                             or e["delta"] is not None for e in c["evidence"])
+        for e in c["evidence"]:
+            e["decision_shown"] = decision_label(e, pair)
     # Runs after the verdicts that wrote data (collect, analyze or train) but judged nothing.
     newer = [r["run_id"] for r in store.query(
         "SELECT DISTINCT run_id FROM run_sources WHERE run_id > ? AND run_id <= ?"
         " AND stage IN ('collect', 'analyze', 'train') AND status IN ('ok', 'partial')"
         " ORDER BY run_id", [verdict_run, run_id])]
-    return {"run_id": verdict_run, "claims": claims, "tally": [t for t in tally if t[1]],
+    rule = claims[0]["rule"] if claims else {}
+    return {"run_id": verdict_run, "claims": claims, "tally": tally(claims, VERDICTS),
             "newer_data_runs": newer, "registry_sha256": claims[0]["registry_sha256"]
-            if claims else None, "rule": claims[0]["rule"] if claims else None}
+            if claims else None, "rule": rule,
+            # The rule described in words only when it has the keys the words name: the
+            # claims stage may store another shape of rule, and the report never guesses.
+            "rule_known": all(isinstance(rule.get(k), int | float) for k in RULE_KEYS)}
+
+
+#: The keys of the stored rule the report's description of it uses.
+RULE_KEYS = ("margin", "max_age_days", "support_share", "contradict_share",
+             "min_metric_coverage")
+
+
+def _rule(text: str | None) -> dict[str, Any]:
+    try:
+        rule = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return rule if isinstance(rule, dict) else {}
 
 
 def changes_context(store: Store, verdict_run: int | None) -> dict[str, Any]:
@@ -160,6 +236,12 @@ def changes_context(store: Store, verdict_run: int | None) -> dict[str, Any]:
         "   AND o.metric = n.metric AND o.item = n.item"
         " WHERE n.run_id = ? AND o.value_a IS n.value_a AND o.value_b IS n.value_b",
         [prev, verdict_run])[0]["n"]
+    reasons = {}
+    if "change_reason" in store.db["claims"].columns_dict:
+        reasons = {r["claim_id"]: r["change_reason"] for r in store.query(
+            "SELECT claim_id, change_reason FROM claims WHERE run_id = ?", [verdict_run])}
+    for v in verdicts:
+        v["why"] = reasons.get(v["claim_id"])
     return {"previous": prev, "verdicts": verdicts, "removed": removed, "values": values,
             "unchanged": unchanged}
 

@@ -3,8 +3,8 @@
 ``tests/fixtures/claims/survey-rows.json`` holds them: run 1 of a real offline
 ``fwsurvey run`` on the shipped configuration (PyPI, analyzers, every training job, its
 ``run_sources``), plus a few community rows made by hand (see its ``synthetic`` note).
-``expected.json`` holds the ``claims`` and ``claim_evidence`` rows that the pre-refactor
-code judged from it; ``tests/fixtures/claims/record.py`` writes it again.
+``expected.json`` holds the ``claims`` and ``claim_evidence`` rows that the code of issue
+#12 judged from it; ``tests/fixtures/claims/record.py`` writes it again.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The published survey in a real browser: headless Chromium against ``fwsurvey serve``.
 
-Checks that the claims page shows every claim with its verdict, that a claim's evidence rows
-are one link away, and that a datasette-vega chart really renders (a canvas with bars in it).
+Checks that the front page shows the verdict table (filled by datasette.yml's script from the
+canned query ``verdict_summary``), that the claims page shows every claim with its verdict,
+that a claim's evidence rows are one link away, and that a datasette-vega chart really
+renders (a canvas with bars in it).
 Screenshots land in ``test-artifacts/browser/`` (``FWSURVEY_TEST_ARTIFACTS`` moves it).
 
 Needs Debian's ``chromium`` and ``chromium-driver``: without them the test fails, so that CI
@@ -30,7 +32,8 @@ from tests.serving import collected_db, free_port, serving
 
 REPO = Path(__file__).parent.parent
 ARTIFACTS = Path(os.environ.get("FWSURVEY_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
-VERDICTS = {"supported", "contradicted", "mixed", "insufficient evidence"}
+VERDICTS = {"supported", "contradicted", "mixed", "inconclusive", "insufficient evidence",
+            "unmeasurable"}
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -81,6 +84,8 @@ def site(tmp_path_factory):
     config.write_text(BASE_CONFIG.format(extra_packages="", index=INDEX,
                                          datasette=REPO / "datasette.yml"))
     db = collected_db(config, tmp / "fwsurvey.db", stages=("collect", "claims"))
+    store = Store(db)
+    store.close()
     fwsurvey = Path(sys.executable).with_name("fwsurvey")
     port = free_port()
     with serving([str(fwsurvey), "serve", "--config", str(config), "--db", str(db),
@@ -145,7 +150,48 @@ def test_claims_page_shows_every_claim_and_its_verdict(browser, site):
     evidence = _table(browser)
     assert len(evidence) == n
     assert {r["claim_id"] for r in evidence} == {claim_id}
-    assert all(r["counts"] in {"for", "against", "even", "unusable"} for r in evidence)
+    assert all(r["counts"] in {"for", "against", "even", "unusable", "shown"} for r in evidence)
+    assert _severe_errors(browser) == []
+
+
+def test_front_page_shows_the_verdict_table(browser, site):
+    base, db = site
+    store = Store(db)
+    expected = {r["claim_id"]: r for r in store.query(
+        "SELECT claim_id, text, verdict, confidence, fragile FROM claims_summary")}
+    store.close()
+    assert expected, "the claims stage wrote no claims"
+
+    browser.get(f"{base}/")
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located(
+        (By.CSS_SELECTOR, "#fwsurvey-verdicts table.fwsurvey-verdicts tbody tr")))
+    _save(browser, "front_page", full_page=True)
+    assert browser.find_element(By.ID, "verdicts-heading").text == (
+        "The article's claims and their verdicts")
+    shown = browser.execute_script("""
+        return [...document.querySelectorAll('table.fwsurvey-verdicts tbody tr')].map(tr => ({
+            claim_id: tr.dataset.claimId,
+            text: tr.querySelector('.col-text').innerText.trim(),
+            verdict: tr.querySelector('.col-verdict').innerText.trim(),
+            confidence: tr.querySelector('.col-confidence').innerText.trim(),
+            fragile: tr.querySelector('.col-fragile').innerText.trim(),
+            href: tr.querySelector('.col-text a').getAttribute('href')}));
+    """)
+    assert {r["claim_id"]: r["verdict"] for r in shown} == {
+        cid: r["verdict"] for cid, r in expected.items()}
+    for r in shown:
+        want = expected[r["claim_id"]]
+        assert r["text"] == want["text"]
+        assert r["confidence"] == (want["confidence"] or "—")
+        assert r["fragile"] == {1: "fragile", 0: "no"}.get(want["fragile"], "—")
+    status = browser.find_element(By.CSS_SELECTOR, "#fwsurvey-verdicts .verdicts-status").text
+    assert status == f"{len(expected)} claims, newest verdict of each (canned query" \
+                     " verdict_summary)."
+    # A claim's link opens its evidence.
+    browser.get(base + shown[0]["href"])
+    WebDriverWait(browser, 20).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "table.rows-and-columns")))
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Claim: {shown[0]['text']}"
     assert _severe_errors(browser) == []
 
 

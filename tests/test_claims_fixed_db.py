@@ -1,9 +1,11 @@
 """The verdicts and evidence of a fixed database do not move when the code around them does.
 
 The database (tests/claims_fixture.py) is a real offline run plus a few hand-made community
-rows; ``expected.json`` was judged from it by the code before the stage refactor and the
-registry before its metrics moved to the ``from`` shorthand. Judging it now, with the current
-code and the shipped claims.toml, must store the same rows, column by column.
+rows; ``expected.json`` was judged from it by the code of issue #12 (typed claims, decision
+specs, timings from samples) and the registry of that change, and written again deliberately
+with tests/fixtures/claims/record.py (the verdicts that moved, and why, are in that change's
+note). Judging it now, with the current code and the shipped claims.toml, must store the same
+rows, column by column.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def test_fixed_database_exercises_every_outcome(judged):
     """The fixture is worth comparing: it has verdicts and evidence of every kind."""
     verdicts = Counter(r["verdict"] for r in judged["claims"])
     favours = Counter(r["favours"] for r in judged["claim_evidence"])
-    assert len(judged["claims"]) == 22
-    assert set(verdicts) == {"supported", "contradicted", "mixed", "insufficient evidence"}
+    decisions = Counter(r["decision"] for r in judged["claim_evidence"])
+    assert len(judged["claims"]) == 32
+    assert set(verdicts) == {"supported", "contradicted", "mixed", "insufficient evidence",
+                             "unmeasurable"}
     assert {"pytorch", "trax"} <= {r["favours"] for r in judged["claims"]}
     assert set(favours) == {"a", "b", "even", "missing", "stale"}
+    # Trax's crashes (2 devices, checkpoint resume) are evidence against it, not missing.
+    assert set(decisions) == {"a", "b", "even", "failed_b", "missing"}
+    # A CPU-only database: no verdict on a GPU-scoped claim.
+    gpu = [r for r in judged["claims"] if r["device_scope"] == "gpu"]
+    assert gpu and {r["verdict"] for r in gpu} == {"insufficient evidence"}

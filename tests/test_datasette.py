@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import re
 import signal
@@ -19,9 +20,16 @@ import requests
 from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import load_config
 from fwsurvey.pipeline import run_survey
-from fwsurvey.publish import datasette_command, load_datasette_yml, make_app, metadata_for
+from fwsurvey.publish import (
+    canned_queries_for,
+    datasette_command,
+    load_datasette_yml,
+    make_app,
+    metadata_for,
+)
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, recorded_index
+from tests.reports.contract import claim
 from tests.serving import serving
 
 REPO = Path(__file__).parent.parent
@@ -247,3 +255,49 @@ def test_chart_links_name_columns_their_query_returns(tmp_path):
         returned = asyncio.run(columns(name))
         charted = {v for k, v in chart.items() if k.endswith("_column")}
         assert charted <= set(returned), (name, charted - set(returned))
+
+
+def test_front_page_lists_the_verdicts(tmp_path):
+    """The first page a visitor sees holds the verdict table: the index page's description
+    carries the table's container and the script that fills it from ``verdict_summary``;
+    that query, at the database link the script takes from the page, answers every claim with
+    its verdict, confidence and fragile flag, and each claim's link leads to its evidence."""
+    store = Store(tmp_path / "survey.db")
+    run_id = store.start_run("test", ["claims"], {})
+    store.db["claims"].insert_all([
+        claim("perf.speed", "performance-scalability", "Trax is faster than JAX", "supported",
+              confidence="high", fragile=0, device_scope="gpu", n_samples=480,
+              claim_type="comparative", previous_verdict="mixed"),
+        claim("perf.memory", "performance-scalability", "Trax uses less memory", "contradicted",
+              confidence="low", fragile=1, device_scope="gpu", n_samples=12),
+        claim("community.research", "community-ecosystem", "Trax suits research",
+              "unmeasurable", claim_type="unmeasurable")])
+    store.finish_run(run_id, "ok")
+    store.close()
+    db = store.path
+    app = make_app(db, load_datasette_yml(DATASETTE_YML), canned_queries_for(db))
+
+    async def fetch(path):
+        response = await app.client.get(path)
+        return response.status_code, response.text
+
+    status, page = asyncio.run(fetch("/"))
+    assert status == 200
+    assert "The article's claims and their verdicts" in page
+    assert '<div id="fwsurvey-verdicts" data-query="verdict_summary"' in page
+    assert 'document.querySelector("body.index h2 > a[href]")' in page
+    assert '<body class="index">' in page
+    # The database link the script reads: the database is named after the served file.
+    [database] = re.findall(r'<h2 style="[^"]*"><a href="([^"]+)">', page)
+    assert database == "/survey"
+    status, text = asyncio.run(fetch(f"{database}/verdict_summary.json?_shape=array&_size=max"))
+    assert status == 200, text
+    rows = {r["claim_id"]: r for r in json.loads(text)}
+    assert {cid: (r["verdict"], r["confidence"], r["fragile"], r["device_scope"],
+                  r["n_samples"], r["previous_verdict"]) for cid, r in rows.items()} == {
+        "perf.speed": ("supported", "high", 0, "gpu", 480, "mixed"),
+        "perf.memory": ("contradicted", "low", 1, "gpu", 12, None),
+        "community.research": ("unmeasurable", None, None, None, None, None)}
+    # The claim link the script builds (claim_ + id with . and - as _) is a page.
+    status, text = asyncio.run(fetch(f"{database}/claim_perf_speed"))
+    assert status == 200 and "Claim: Trax is faster than JAX" in html.unescape(text)

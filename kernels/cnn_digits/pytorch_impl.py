@@ -43,21 +43,19 @@ class ConvNet(nn.Module):
 
 def build_model(spec):
     torch.manual_seed(spec["seed"])
-    model = ConvNet(spec["channels"]).to(spec["device"])
-    if spec.get("compile"):
-        model = torch.compile(model, dynamic=spec.get("dynamic"))
-    return model
+    return ConvNet(spec["channels"])
 
 
 # %% training
 
 
 def make_trainer(model, data, spec):
-    device = spec["device"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
 
     def batches():
-        while True:
+        while True:  # one epoch after another
             yield from data["train"]
 
     stream = batches()
@@ -65,7 +63,6 @@ def make_trainer(model, data, spec):
     def train_step():
         model.train()
         images, labels = next(stream)
-        images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
@@ -83,7 +80,6 @@ def evaluate(model, trainer, data, spec):
     correct = total = 0
     with torch.no_grad():
         for images, labels in data["test"]:
-            images, labels = images.to(spec["device"]), labels.to(spec["device"])
             correct += (model(images).argmax(1) == labels).sum().item()
             total += len(labels)
     return {"accuracy": correct / total}

@@ -14,17 +14,17 @@ def load_data(spec):
     digits = load_digits()
     images = digits.images.astype(np.float32)[..., None] / 16.0  # N, H, W, C
     x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=spec["eval_fraction"], random_state=spec["seed"])
-    rng = np.random.default_rng(spec["seed"])
+        images, digits.target.astype(np.int32), test_size=spec["eval_fraction"],
+        random_state=spec["seed"])
+    np.random.seed(spec["seed"])  # trax.data.Shuffle draws from NumPy's global generator
 
-    def train_stream():
-        while True:
-            order = rng.permutation(len(x_train))
-            for start in range(0, len(order) - spec["batch"] + 1, spec["batch"]):
-                idx = order[start:start + spec["batch"]]
-                yield x_train[idx], y_train[idx].astype(np.int32)
+    def examples():
+        while True:  # one epoch after another
+            yield from zip(x_train, y_train, strict=True)
 
-    return {"train": train_stream(), "test": (x_test, y_test.astype(np.int32))}
+    pipeline = trax.data.Serial(trax.data.Shuffle(), trax.data.Batch(spec["batch"]))
+    return {"train": pipeline(examples()), "test": (x_test, y_test),
+            "sample": (x_test[:spec["batch"]], y_test[:spec["batch"]])}
 
 
 # %% model
@@ -48,10 +48,13 @@ def build_model(spec):
 
 
 def make_trainer(model, data, spec):
+    opt = spec["optimizer"]
     train_task = training.TrainTask(
         labeled_data=data["train"],
         loss_layer=tl.CategoryCrossEntropy(),
-        optimizer=trax.optimizers.Adam(spec["lr"]),
+        optimizer=trax.optimizers.Adam(opt["lr"], b1=opt["b1"], b2=opt["b2"], eps=opt["eps"],
+                                       weight_decay_rate=opt["lr"] * opt["weight_decay"]),
+        sample_batch=data["sample"],
     )
     return training.Loop(model, [train_task], random_seed=spec["seed"])
 

@@ -45,37 +45,34 @@ class ResidualDense(nn.Module):
 def build_model(spec):
     torch.manual_seed(spec["seed"])
     width = spec["width"]
-    model = nn.Sequential(nn.Linear(64, width), ResidualDense(width), ResidualDense(width),
-                          nn.Linear(width, 10))
-    model = model.to(spec["device"])
-    if spec.get("compile"):
-        model = torch.compile(model, dynamic=spec.get("dynamic"))
-    return model
+    return nn.Sequential(nn.Linear(64, width), ResidualDense(width), ResidualDense(width),
+                         nn.Linear(width, 10))
 
 
 # %% training
 
 
 def make_trainer(model, data, spec):
-    device = spec["device"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
     path = os.path.join(spec["workdir"], "checkpoint.pt")
     state = {"step": 0}
     if os.path.exists(path):  # resume where the last run stopped
-        checkpoint = torch.load(path, map_location=device)
+        checkpoint = torch.load(path)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state["step"] = checkpoint["step"]
 
     def batches():
-        while True:
+        while True:  # one epoch after another
             yield from data["train"]
 
     stream = batches()
 
     def train_step():
         model.train()
-        x, y = (t.to(device) for t in next(stream))
+        x, y = next(stream)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -95,7 +92,7 @@ def make_trainer(model, data, spec):
 
 def evaluate(model, trainer, data, spec):
     model.eval()
-    x, y = (t.to(spec["device"]) for t in data["test"])
+    x, y = data["test"]
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
     return {"accuracy": accuracy}

@@ -21,17 +21,17 @@ def load_data(spec):
     digits = load_digits()
     x = digits.data.astype(np.float32) / 16.0
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=spec["eval_fraction"], random_state=spec["seed"])
-    rng = np.random.default_rng(spec["seed"])
+        x, digits.target.astype(np.int32), test_size=spec["eval_fraction"],
+        random_state=spec["seed"])
+    np.random.seed(spec["seed"])  # trax.data.Shuffle draws from NumPy's global generator
 
-    def train_stream():
-        while True:
-            order = rng.permutation(len(x_train))
-            for start in range(0, len(order) - spec["batch"] + 1, spec["batch"]):
-                idx = order[start:start + spec["batch"]]
-                yield x_train[idx], y_train[idx].astype(np.int32)
+    def examples():
+        while True:  # one epoch after another
+            yield from zip(x_train, y_train, strict=True)
 
-    return {"train": train_stream(), "test": (x_test, y_test.astype(np.int32))}
+    pipeline = trax.data.Serial(trax.data.Shuffle(), trax.data.Batch(spec["batch"]))
+    return {"train": pipeline(examples()), "test": (x_test, y_test),
+            "sample": (x_test[:spec["batch"]], y_test[:spec["batch"]])}
 
 
 # %% model
@@ -63,11 +63,14 @@ def build_model(spec):
 
 
 def make_trainer(model, data, spec):
+    opt = spec["optimizer"]
     train_task = training.TrainTask(
         labeled_data=data["train"],
         loss_layer=tl.CategoryCrossEntropy(),
-        optimizer=trax.optimizers.Adam(spec["lr"]),
+        optimizer=trax.optimizers.Adam(opt["lr"], b1=opt["b1"], b2=opt["b2"], eps=opt["eps"],
+                                       weight_decay_rate=opt["lr"] * opt["weight_decay"]),
         n_steps_per_checkpoint=spec["checkpoint_every"],
+        sample_batch=data["sample"],
     )
     return training.Loop(model, [train_task], output_dir=spec["workdir"],
                          random_seed=spec["seed"])

@@ -1,29 +1,37 @@
 """Character-level LSTM language model, the way PyTorch's tutorials write it."""
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from fwsurvey.kernels.datasets import split, text_corpus
 
 # %% data
 
 
+class Windows(Dataset):
+    """Every window of ``length`` tokens of a text: item ``i`` starts at token ``i``."""
+
+    def __init__(self, ids, length):
+        self.ids = torch.from_numpy(ids).long()
+        self.length = length
+
+    def __len__(self):
+        return len(self.ids) - self.length + 1
+
+    def __getitem__(self, index):
+        return self.ids[index:index + self.length]
+
+
 def load_data(spec):
     train_ids, eval_ids = split(text_corpus(), spec["eval_fraction"])
-    rng = np.random.default_rng(spec["seed"])
-    window = spec["seq_len"] + 1
-
-    def batches():
-        while True:
-            starts = rng.integers(0, len(train_ids) - window, spec["batch"])
-            chunk = torch.from_numpy(np.stack([train_ids[s:s + window] for s in starts]))
-            yield chunk[:, :-1].long(), chunk[:, 1:].long()
-
-    n_eval = spec["eval_windows"]
-    eval_chunk = torch.from_numpy(eval_ids[:n_eval * window].reshape(n_eval, window)).long()
-    return {"train": batches(), "eval": (eval_chunk[:, :-1], eval_chunk[:, 1:])}
+    generator = torch.Generator().manual_seed(spec["seed"])
+    train = DataLoader(Windows(train_ids, spec["seq_len"]), batch_size=spec["batch"],
+                       shuffle=True, drop_last=True, generator=generator)
+    n_eval, length = spec["eval_windows"], spec["seq_len"]
+    held_out = torch.from_numpy(eval_ids[:n_eval * length].reshape(n_eval, length)).long()
+    return {"train": train, "eval": held_out}
 
 
 # %% model
@@ -43,27 +51,36 @@ class CharLSTM(nn.Module):
 
 def build_model(spec):
     torch.manual_seed(spec["seed"])
-    model = CharLSTM(spec["vocab"], spec["d_model"], spec["n_layers"]).to(spec["device"])
-    if spec.get("compile"):
-        model = torch.compile(model, dynamic=spec.get("dynamic"))
-    return model
+    return CharLSTM(spec["vocab"], spec["d_model"], spec["n_layers"])
 
 
 # %% training
 
 
+def next_token_loss(logits, tokens):
+    """Each position predicts the next token: the last position has no target."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                           tokens[:, 1:].reshape(-1))
+
+
 def make_trainer(model, data, spec):
-    device = spec["device"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
+
+    def batches():
+        while True:  # one epoch after another
+            yield from data["train"]
+
+    stream = batches()
 
     def train_step():
         model.train()
-        inputs, targets = (t.to(device) for t in next(data["train"]))
+        tokens = next(stream)
         optimizer.zero_grad()
-        logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        loss = next_token_loss(model(tokens), tokens)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(model.parameters(), opt["clip_grad_norm"])
         optimizer.step()
         return loss
 
@@ -75,8 +92,7 @@ def make_trainer(model, data, spec):
 
 def evaluate(model, trainer, data, spec):
     model.eval()
-    inputs, targets = (t.to(spec["device"]) for t in data["eval"])
+    tokens = data["eval"]
     with torch.no_grad():
-        logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        loss = next_token_loss(model(tokens), tokens)
     return {"eval_loss": loss.item()}

@@ -14,17 +14,23 @@ def load_data(spec):
     train_ids, eval_ids = split(text_corpus(), spec["eval_fraction"])
     rng = np.random.default_rng(spec["seed"])
     length = spec["seq_len"]
+    # RNNLM shifts its input right itself, so position 0 would be predicted from nothing:
+    # weight 0 there, and each window scores the same length - 1 tokens as PyTorch's.
+    weights = np.ones(length, np.float32)
+    weights[0] = 0.0
 
-    def train_stream():
-        # RNNLM shifts its input right itself: inputs and targets are the same tokens.
+    def examples():  # windows of the training text at random offsets
         while True:
-            starts = rng.integers(0, len(train_ids) - length, spec["batch"])
-            chunk = np.stack([train_ids[s:s + length] for s in starts])
-            yield chunk, chunk
+            start = rng.integers(len(train_ids) - length + 1)
+            window = train_ids[start:start + length]
+            yield window, window, weights
 
+    pipeline = trax.data.Serial(trax.data.Batch(spec["batch"]))
     n_eval = spec["eval_windows"]
-    eval_chunk = eval_ids[:n_eval * length].reshape(n_eval, length)
-    return {"train": train_stream(), "eval": eval_chunk}
+    held_out = eval_ids[:n_eval * length].reshape(n_eval, length)
+    eval_batch = (held_out, held_out, np.broadcast_to(weights, held_out.shape))
+    return {"train": pipeline(examples()), "eval": eval_batch,
+            "sample": tuple(x[:spec["batch"]] for x in eval_batch)}
 
 
 # %% model
@@ -39,10 +45,14 @@ def build_model(spec):
 
 
 def make_trainer(model, data, spec):
+    opt = spec["optimizer"]
     train_task = training.TrainTask(
         labeled_data=data["train"],
-        loss_layer=tl.CategoryCrossEntropy(),
-        optimizer=trax.optimizers.Adam(spec["lr"], clip_grad_norm=1.0),
+        loss_layer=tl.WeightedCategoryCrossEntropy(),
+        optimizer=trax.optimizers.Adam(opt["lr"], b1=opt["b1"], b2=opt["b2"], eps=opt["eps"],
+                                       weight_decay_rate=opt["lr"] * opt["weight_decay"],
+                                       clip_grad_norm=opt["clip_grad_norm"]),
+        sample_batch=data["sample"],
     )
     return training.Loop(model, [train_task], random_seed=spec["seed"])
 
@@ -51,7 +61,7 @@ def make_trainer(model, data, spec):
 
 
 def evaluate(model, trainer, data, spec):
-    tokens = data["eval"]
-    loss = tl.CategoryCrossEntropy()
-    value = loss((trainer.eval_model(tokens), tokens))
+    tokens, targets, weights = data["eval"]
+    loss = tl.WeightedCategoryCrossEntropy()
+    value = loss((trainer.eval_model(tokens), targets, weights))
     return {"eval_loss": float(value)}

@@ -27,39 +27,28 @@ def load_data(spec):
 # %% model
 
 
-class MLP(nn.Module):
-    def __init__(self, n_inputs, hidden, n_classes):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(n_inputs, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, n_classes),
-        )
-
-    def forward(self, x):
-        return self.layers(x)
-
-
 def build_model(spec):
     torch.manual_seed(spec["seed"])
-    model = MLP(64, spec["hidden"], 10).to(spec["device"])
-    if spec.get("compile"):
-        model = torch.compile(model, dynamic=spec.get("dynamic"))
-    return model
+    return nn.Sequential(
+        nn.Linear(64, spec["hidden"]),
+        nn.ReLU(),
+        nn.Linear(spec["hidden"], spec["hidden"]),
+        nn.ReLU(),
+        nn.Linear(spec["hidden"], 10),
+    )
 
 
 # %% training
 
 
 def make_trainer(model, data, spec):
-    device = spec["device"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
     loss_fn = nn.CrossEntropyLoss()
 
     def batches():
-        while True:
+        while True:  # one epoch after another
             yield from data["train"]
 
     stream = batches()
@@ -67,7 +56,6 @@ def make_trainer(model, data, spec):
     def train_step():
         model.train()
         x, y = next(stream)
-        x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
@@ -85,7 +73,6 @@ def evaluate(model, trainer, data, spec):
     correct = total = 0
     with torch.no_grad():
         for x, y in data["test"]:
-            x, y = x.to(spec["device"]), y.to(spec["device"])
             correct += (model(x).argmax(dim=1) == y).sum().item()
             total += len(y)
     return {"accuracy": correct / total}

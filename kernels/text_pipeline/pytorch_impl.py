@@ -59,14 +59,9 @@ def load_data(spec):
     dataset = Lines(train_lines)
     sampler = BucketBatchSampler([len(line) for line in train_lines], spec["buckets"],
                                  spec["batch"], torch.Generator().manual_seed(spec["seed"]))
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_batch)
-
-    def batches():
-        while True:  # one epoch after another
-            yield from loader
-
     held_out = Lines(eval_lines[:spec["eval_lines"]])
-    return {"train": batches(), "eval": pad_batch(list(held_out))}
+    return {"train": DataLoader(dataset, batch_sampler=sampler, collate_fn=pad_batch),
+            "eval": pad_batch(list(held_out))}
 
 
 # %% model
@@ -86,31 +81,36 @@ class LineLSTM(nn.Module):
 
 def build_model(spec):
     torch.manual_seed(spec["seed"])
-    model = LineLSTM(spec["vocab"], spec["d_model"], spec["n_layers"]).to(spec["device"])
-    if spec.get("compile"):
-        model = torch.compile(model, dynamic=spec.get("dynamic"))
-    return model
+    return LineLSTM(spec["vocab"], spec["d_model"], spec["n_layers"])
 
 
 # %% training
 
 
-def masked_loss(logits, targets):
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                           ignore_index=PAD_ID)
+def masked_loss(logits, tokens):
+    """Each position predicts the next token; padding is never a target."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                           tokens[:, 1:].reshape(-1), ignore_index=PAD_ID)
 
 
 def make_trainer(model, data, spec):
-    device = spec["device"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
+
+    def batches():
+        while True:  # one epoch after another
+            yield from data["train"]
+
+    stream = batches()
 
     def train_step():
         model.train()
-        tokens = next(data["train"]).to(device)
+        tokens = next(stream)
         optimizer.zero_grad()
-        loss = masked_loss(model(tokens[:, :-1]), tokens[:, 1:])
+        loss = masked_loss(model(tokens), tokens)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(model.parameters(), opt["clip_grad_norm"])
         optimizer.step()
         return loss
 
@@ -122,7 +122,7 @@ def make_trainer(model, data, spec):
 
 def evaluate(model, trainer, data, spec):
     model.eval()
-    tokens = data["eval"].to(spec["device"])
+    tokens = data["eval"]
     with torch.no_grad():
-        loss = masked_loss(model(tokens[:, :-1]), tokens[:, 1:])
+        loss = masked_loss(model(tokens), tokens)
     return {"eval_loss": loss.item()}

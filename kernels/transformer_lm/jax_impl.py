@@ -10,35 +10,50 @@ from fwsurvey.kernels.datasets import PAD_ID, split, text_corpus
 # %% data
 
 
+def next_tokens(tokens):
+    """Each position's target, the token after it; the last position has none (padding)."""
+    return np.pad(tokens[:, 1:], ((0, 0), (0, 1)), constant_values=PAD_ID)
+
+
 def load_data(spec):
     train_ids, eval_ids = split(text_corpus(), spec["eval_fraction"])
     rng = np.random.default_rng(spec["seed"])
     lengths = spec.get("seq_lens", [spec["seq_len"]])
     buckets = spec.get("buckets") if spec.get("bucketed") else None
 
-    def batches():
+    def batches():  # windows of the training text at random offsets, one length per batch
         while True:
             length = int(rng.choice(lengths))
-            starts = rng.integers(0, len(train_ids) - length - 1, spec["batch"])
-            chunk = np.stack([train_ids[s:s + length + 1] for s in starts])
+            starts = rng.integers(0, len(train_ids) - length + 1, spec["batch"])
+            tokens = np.stack([train_ids[s:s + length] for s in starts])
             if buckets:  # pad up to the bucket's length: one compiled shape per bucket
                 padded = min(b for b in buckets if b >= length)
-                chunk = np.pad(chunk, ((0, 0), (0, padded - length)), constant_values=PAD_ID)
-            yield chunk[:, :-1], chunk[:, 1:]
+                tokens = np.pad(tokens, ((0, 0), (0, padded - length)), constant_values=PAD_ID)
+            yield tokens, next_tokens(tokens)
 
-    window = spec["seq_len"] + 1
-    n_eval = spec["eval_windows"]
-    eval_chunk = eval_ids[:n_eval * window].reshape(n_eval, window)
-    return {"train": batches(), "eval": (eval_chunk[:, :-1], eval_chunk[:, 1:])}
+    n_eval, length = spec["eval_windows"], spec["seq_len"]
+    held_out = eval_ids[:n_eval * length].reshape(n_eval, length)
+    return {"train": batches(), "eval": (held_out, next_tokens(held_out))}
 
 
 # %% model
 
 
 def init_params(key, vocab, d_model, d_ff, n_layers, max_len):
+    """The initialisation every implementation of this task shares (spec.toml): Glorot-uniform
+    kernels, zero biases, token embeddings uniform with variance 1/d_model, positions starting
+    from sinusoids."""
     def dense(key, n_in, n_out):
-        w = jax.random.normal(key, (n_in, n_out)) * jnp.sqrt(1.0 / n_in)
+        bound = np.sqrt(6.0 / (n_in + n_out))
+        w = jax.random.uniform(key, (n_in, n_out), minval=-bound, maxval=bound)
         return {"w": w, "b": jnp.zeros(n_out)}
+
+    def sinusoids():
+        position = np.arange(max_len)[:, None]
+        freq = np.exp(np.arange(0, d_model, 2) * (-np.log(10000.0) / d_model))
+        table = np.zeros((max_len, d_model), np.float32)
+        table[:, 0::2], table[:, 1::2] = np.sin(position * freq), np.cos(position * freq)
+        return jnp.asarray(table)
 
     def norm():
         return {"scale": jnp.ones(d_model), "bias": jnp.zeros(d_model)}
@@ -49,8 +64,10 @@ def init_params(key, vocab, d_model, d_ff, n_layers, max_len):
                "out": dense(next(keys), d_model, d_model), "norm2": norm(),
                "ff1": dense(next(keys), d_model, d_ff), "ff2": dense(next(keys), d_ff, d_model)}
               for _ in range(n_layers)]
-    return {"tokens": jax.random.normal(next(keys), (vocab, d_model)) * 0.02,
-            "positions": jax.random.normal(next(keys), (max_len, d_model)) * 0.02,
+    bound = np.sqrt(3.0 / d_model)
+    return {"tokens": jax.random.uniform(next(keys), (vocab, d_model), minval=-bound,
+                                         maxval=bound),
+            "positions": sinusoids(),
             "blocks": blocks, "norm": norm(), "head": dense(next(keys), d_model, vocab)}
 
 
@@ -66,8 +83,12 @@ def attention(block, x, n_heads):
     def heads(p):
         return (x @ p["w"] + p["b"]).reshape(batch, length, n_heads, d_model // n_heads)
 
+    # cuDNN's flash attention where JAX runs on a GPU in half precision (the only case it
+    # supports); XLA's own attention elsewhere.
+    flash = jax.default_backend() == "gpu" and x.dtype in (jnp.bfloat16, jnp.float16)
     out = jax.nn.dot_product_attention(heads(block["q"]), heads(block["k"]),
-                                       heads(block["v"]), is_causal=True)
+                                       heads(block["v"]), is_causal=True,
+                                       implementation="cudnn" if flash else None)
     out = out.reshape(batch, length, d_model)
     return out @ block["out"]["w"] + block["out"]["b"]
 
@@ -100,7 +121,9 @@ def loss_fn(params, inputs, targets, n_heads, dtype=jnp.float32):
 
 
 def make_trainer(params, data, spec):
-    opt_init, opt_update, get_params = optimizers.adam(spec["lr"])
+    opt = spec["optimizer"]  # jax.example_libraries' adam has no weight decay: 0 in the spec
+    opt_init, opt_update, get_params = optimizers.adam(opt["lr"], b1=opt["b1"], b2=opt["b2"],
+                                                       eps=opt["eps"])
     dtype = jnp.bfloat16 if spec.get("precision") == "bf16" else jnp.float32
 
     @jax.jit

@@ -1,4 +1,7 @@
-"""Library surface: a small package built in tmp_path, introspected in a subprocess."""
+"""Library surface: a small package built in tmp_path, introspected in a subprocess.
+
+The category rules themselves (both framework styles) are in test_categories.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from fwsurvey.analyzers.library_surface import inventory, surface_index, surface_records
-from fwsurvey.analyzers.settings import SurfaceCategory, surface_settings
+from fwsurvey.analyzers.settings import (
+    CATEGORY_RULES,
+    SurfaceCategory,
+    SurfaceSpec,
+    SurfaceTypes,
+    surface_settings,
+)
 from fwsurvey.config import ConfigError, parse_config
 
 FILES = {
@@ -23,6 +32,10 @@ FILES = {
 
             def save(self, path):
                 """Write the weights."""
+
+
+        def save_model(model, f):
+            """Write a model in a format another runtime loads."""
         ''',
     "toylib/layers.py": '''
         from toylib.base import Layer
@@ -79,14 +92,13 @@ FILES = {
         ''',
 }
 
-SPEC = {
-    "layers": SurfaceCategory(modules=("toylib",), bases=("toylib.base.Layer",)),
-    "optimizers": SurfaceCategory(modules=("toylib.optim",), kinds=("class",),
-                                  bases=("toylib.optim.Optimizer",),
-                                  exclude=("toylib.optim.Optimizer",)),
-    "export": SurfaceCategory(symbols=("toylib.layers.Dense.save", "toylib.nothing.here")),
+SPEC = SurfaceSpec({
+    "layers": SurfaceCategory(modules=("toylib",)),
+    "combinators": SurfaceCategory(modules=("toylib",)),
+    "optimizers": SurfaceCategory(modules=("toylib.optim",)),
+    "export": SurfaceCategory(modules=("toylib.base", "toylib.nothing")),
     "models": SurfaceCategory(note="no zoo"),
-}
+}, SurfaceTypes(layer="toylib.base.Layer", optimizer="toylib.optim.Optimizer"))
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +114,22 @@ def surface(tmp_path_factory):
 def test_categories_docs_and_examples(surface):
     by = {(s["category"], s["symbol"]): s for s in surface.symbols}
     assert sorted(by) == [
-        ("export", "toylib.layers.Dense.save"),
-        ("layers", "toylib.Dense"), ("layers", "toylib.Relu"), ("layers", "toylib.Serial"),
-        ("layers", "toylib.helper"),
-        ("optimizers", "toylib.optim.SGD"),  # Optimizer excluded; sqrt is math's, _private private
+        ("combinators", "toylib.Serial"),  # takes *layers
+        ("export", "toylib.base.save_model"),  # takes a model and a file
+        ("layers", "toylib.Dense"), ("layers", "toylib.Relu"),  # helper returns no layer
+        ("optimizers", "toylib.optim.SGD"),  # Optimizer itself excluded; sqrt is math's
     ]
     dense = by[("layers", "toylib.Dense")]
     assert dense["kind"] == "class" and dense["defined_as"] == "toylib.layers.Dense"
+    assert dense["basis"] == "subclass of toylib.base.Layer"
     assert dense["has_docstring"] and dense["has_example"]  # an Example:: section
-    assert by[("layers", "toylib.Serial")]["has_example"]  # a doctest
+    serial = by[("combinators", "toylib.Serial")]
+    assert serial["has_example"]  # a doctest
+    assert serial["basis"] == ("docstring: Chain layers.; takes sub-layers: parameter layers")
     assert not by[("layers", "toylib.Relu")]["has_docstring"]  # the base's doc is not its own
-    assert by[("layers", "toylib.helper")]["kind"] == "function"
-    assert surface.errors == [{"item": "toylib.nothing.here", "kind": "not_found",
-                               "message": "export: AttributeError: module 'toylib' has no "
-                                          "attribute 'nothing'"}]
+    assert surface.errors == [{"item": "toylib.nothing", "kind": "import_error",
+                               "message": "export: ModuleNotFoundError: No module named "
+                                          "'toylib.nothing'"}]
     assert "toylib" not in sys.modules  # introspected in its own process only
 
 
@@ -131,11 +145,14 @@ def test_summary_rows(surface):
     records = surface_records(surface, SPEC, fetched_at="2026-11-27T12:00:00+00:00",
                               package_version="0.1", spec_sha256="abc")
     summary = {r.row["category"]: r.row for r in records if r.table == "library_summary"}
-    assert list(summary) == ["layers", "optimizers", "models", "export"]  # report order
+    assert list(summary) == ["layers", "combinators", "optimizers", "models", "export"]
     layers = summary["layers"]
     assert (layers["symbols"], layers["classes"], layers["functions"], layers["documented"],
-            layers["with_example"]) == (4, 2, 2, 2, 2)
+            layers["with_example"]) == (2, 2, 0, 1, 1)
+    assert layers["rule"] == CATEGORY_RULES["layers"]
     assert summary["models"]["symbols"] == 0 and summary["models"]["note"] == "no zoo"
+    symbols = [r.row for r in records if r.table == "library_symbols"]
+    assert all(r["basis"] for r in symbols)
     assert {r.table for r in records} == {"library_symbols", "library_summary", "library_index"}
 
 
@@ -151,13 +168,14 @@ def test_surface_config_errors_name_the_key(tmp_path):
     check({"library_surface": {"c": {}}}, "analyzers.library_surface.c",
           "'c' is not a configured framework")
     check({"library_surface": {"a": {"layerz": {}}}}, "analyzers.library_surface.a.layerz",
-          "unknown category; one of layers, combinators, losses_metrics, optimizers, "
-          "lr_schedules, data, models, export, distributed")
+          "unknown key (misspelt?)")
+    check({"library_surface": {"a": {"types": {"layers": "x.Layer"}}}},
+          "analyzers.library_surface.a.types.layers", "unknown key (misspelt?)")
     check({"library_surface": {"a": {"layers": {"modules": "x"}}}},
           "analyzers.library_surface.a.layers.modules",
           "expected a list of non-empty strings, got 'x'")
-    check({"library_surface": {"a": {"layers": {"kinds": ["module"]}}}},
-          "analyzers.library_surface.a.layers.kinds", "'module' is not class or function")
+    check({"library_surface": {"a": {"layers": {"bases": ["x.Layer"]}}}},
+          "analyzers.library_surface.a.layers.bases", "unknown key (misspelt?)")
 
 
 def test_repository_config_is_valid():

@@ -29,8 +29,14 @@ def test_the_shipped_specs_are_valid():
 
 @pytest.mark.parametrize("task, old, new, message", [
     ("mlp_digits", "batch = 64", "btach = 64", "quick.btach: unknown key (misspelt?)"),
-    ("mlp_digits", "optimizer", "optimiser", "optimiser: unknown key (misspelt?)"),
-    ("mlp_digits", "steps = 300", "steps = 3.5", "quick.steps: expected an integer, got 3.5"),
+    ("mlp_digits", "[optimizer]", "[optimiser]", "optimiser: unknown key (misspelt?)"),
+    ("mlp_digits", "eps = 1e-8\n", "", "optimizer.eps: required key is missing"),
+    ("mlp_digits", 'name = "adam"', 'name = "sgd"',
+     "optimizer.name: expected one of 'adam' or 'adamw', got 'sgd'"),
+    ("mlp_digits", "bf16 = []", "", "bf16: required key is missing"),
+    ("transformer_lm", "[dynamic]\n", "[dynamic]\nlr = 0.1\n",
+     "dynamic.lr: unknown key (misspelt?)"),
+    ("mlp_digits", "steps = 200", "steps = 3.5", "quick.steps: expected an integer, got 3.5"),
     ("mlp_digits", "target = 0.9", "target = '0.9'", "target: expected a number, got '0.9'"),
     ("mlp_digits", "[quick]\nhidden = 128\nbatch = 64", "[quick]\nhidden = 128",
      "quick.batch: required key is missing (in this table or at the top level)"),
@@ -55,3 +61,15 @@ def test_a_spec_that_is_not_toml_is_named(tmp_path):
     root = copy_task(tmp_path, "cnn_digits", "seed = 0", "seed = ")
     with pytest.raises(ConfigError, match=r"^kernels/cnn_digits/spec.toml: not valid TOML"):
         discover(root)
+
+
+def test_a_profiles_lr_overrides_the_optimizer_tables():
+    """One place to read the optimizer from: ``spec["optimizer"]``, lr resolved per profile."""
+    task = discover()["cnn_digits"]
+    quick, full = task.profile("quick"), task.profile("full")
+    assert task.spec["quick"]["lr"] == 0.002 and task.spec["optimizer"]["lr"] == 0.001
+    assert quick["optimizer"] == {"name": "adam", "lr": 0.002, "b1": 0.9, "b2": 0.999,
+                                  "eps": 1e-8, "weight_decay": 0.0}
+    assert full["optimizer"]["lr"] == 0.001
+    assert "lr" not in quick and "lr" not in full
+    assert task.spec["optimizer"]["lr"] == 0.001  # the table itself is left as written
