@@ -101,6 +101,13 @@ def _text(value: Any) -> Any:
     return value.strip()
 
 
+def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``, else the registry's one-line wording."""
+    if value not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -227,16 +234,12 @@ class MetricTable(ConfigModel):
     @field_validator("tier")
     @classmethod
     def _tier(cls, value: str) -> str:
-        if value not in TIERS:
-            raise ValueError(f"expected one of {', '.join(TIERS)}, got {value!r}")
-        return value
+        return _one_of(value, TIERS)
 
     @field_validator("device_scope")
     @classmethod
     def _scope(cls, value: str) -> str:
-        if value not in DEVICE_SCOPES:
-            raise ValueError(f"expected one of {', '.join(DEVICE_SCOPES)}, got {value!r}")
-        return value
+        return _one_of(value, DEVICE_SCOPES)
 
     @field_validator("margin")
     @classmethod
@@ -399,15 +402,13 @@ class Claim(ConfigModel):
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        if value not in CLAIM_TYPES:
-            raise ValueError(f"expected one of {', '.join(CLAIM_TYPES)}, got {value!r}")
-        return value
+        return _one_of(value, CLAIM_TYPES)
 
     @field_validator("device_scope")
     @classmethod
     def _scope(cls, value: str | None) -> str | None:
-        if value is not None and value not in DEVICE_SCOPES:
-            raise ValueError(f"expected one of {', '.join(DEVICE_SCOPES)}, got {value!r}")
+        if value is not None:
+            _one_of(value, DEVICE_SCOPES)
         return value
 
     @field_validator("against")

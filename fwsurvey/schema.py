@@ -709,17 +709,21 @@ def m009_kernel_samples(db: Database) -> None:
     """)
 
 
+#: The columns m010_verdicts adds to ``claims`` and ``claim_evidence`` (name: type).
+VERDICT_CLAIM_COLUMNS = {
+    "claim_type": "TEXT", "confidence": "TEXT", "fragile": "INTEGER", "sensitivity": "TEXT",
+    "previous_verdict": "TEXT", "change_reason": "TEXT", "device_scope": "TEXT",
+    "unmeasurable_reason": "TEXT", "primary_metrics": "TEXT", "n_samples": "INTEGER"}
+VERDICT_EVIDENCE_COLUMNS = {
+    "decision": "TEXT", "ci_low": "REAL", "ci_high": "REAL", "delta": "REAL", "n_a": "INTEGER",
+    "n_b": "INTEGER", "tier": "TEXT", "device_scope": "TEXT", "primary_metric": "INTEGER"}
+
+
 @migrations()
 def m010_verdicts(db: Database) -> None:
     """Typed claims, per-row decisions with intervals, stability and confidence (issue #12)."""
-    claims = {"claim_type": "TEXT", "confidence": "TEXT", "fragile": "INTEGER",
-              "sensitivity": "TEXT", "previous_verdict": "TEXT", "change_reason": "TEXT",
-              "device_scope": "TEXT", "unmeasurable_reason": "TEXT",
-              "primary_metrics": "TEXT", "n_samples": "INTEGER"}
-    evidence = {"decision": "TEXT", "ci_low": "REAL", "ci_high": "REAL", "delta": "REAL",
-                "n_a": "INTEGER", "n_b": "INTEGER", "tier": "TEXT", "device_scope": "TEXT",
-                "primary_metric": "INTEGER"}
-    for table, columns in (("claims", claims), ("claim_evidence", evidence)):
+    for table, columns in (("claims", VERDICT_CLAIM_COLUMNS),
+                           ("claim_evidence", VERDICT_EVIDENCE_COLUMNS)):
         for column, kind in columns.items():
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     # claims_latest selects c.*: recreated so that it lists the new columns too.

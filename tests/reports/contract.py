@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 
+from fwsurvey.schema import VERDICT_CLAIM_COLUMNS, VERDICT_EVIDENCE_COLUMNS
+
 AT = "2026-11-27T12:00:00+00:00"
 RULE = json.dumps({"margin": 0.1, "max_age_days": 45, "support_share": 0.75,
                    "contradict_share": 0.25, "min_metric_coverage": 0.5})
 
 
 #: The columns contracts C and D added (m009, m010): a test drops them to render an older store.
-CLAIM_COLUMNS = {"claim_type": "TEXT", "confidence": "TEXT", "fragile": "INTEGER",
-                 "sensitivity": "TEXT", "previous_verdict": "TEXT", "change_reason": "TEXT",
-                 "device_scope": "TEXT", "unmeasurable_reason": "TEXT",
-                 "primary_metrics": "TEXT", "n_samples": "INTEGER"}
-EVIDENCE_COLUMNS = {"decision": "TEXT", "ci_low": "REAL", "ci_high": "REAL", "delta": "REAL",
-                    "n_a": "INTEGER", "n_b": "INTEGER", "tier": "TEXT", "device_scope": "TEXT",
-                    "primary_metric": "INTEGER"}
+CLAIM_COLUMNS, EVIDENCE_COLUMNS = VERDICT_CLAIM_COLUMNS, VERDICT_EVIDENCE_COLUMNS
 KERNEL_RUN_COLUMNS = {"fingerprint": "TEXT", "code_sha256": "TEXT", "windows": "INTEGER",
                       "outcome": "TEXT", "time_to_target_s": "REAL",
                       "steps_to_target": "INTEGER", "data_ms_median": "REAL",
