@@ -3,9 +3,11 @@
 A pure function from source text to rows (per phase and for the whole file). Nothing here
 imports or runs the code it measures.
 
-* Framework symbols are resolved with libcst's ``QualifiedNameProvider`` (``import torch.nn
-  as nn``, ``from trax import layers as tl`` ...) and mapped to one canonical public name with
-  the library index (``trax.layers.core.Dense`` -> ``trax.layers.Dense``).
+* Framework symbols are resolved on libcst's tree by fwsurvey.analyzers.names (the module's
+  import table and attribute chains: ``import torch.nn as nn``, ``from trax import layers as
+  tl`` ...; the same names as libcst's ``QualifiedNameProvider`` at a tenth of its cost, and
+  no name for a method of a returned value) and mapped to one canonical public name with the
+  library index (``trax.layers.core.Dense`` -> ``trax.layers.Dense``).
 * Size and control flow come from radon (raw, cc, Halstead, MI) and from a SonarSource
   cognitive-complexity visitor, on Python's ast of each phase.
 * radon's Halstead counts operators and operands but no calls, so declarative code
@@ -18,28 +20,28 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import tokenize
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
-from libcst.metadata import (
-    MetadataWrapper,
-    PositionProvider,
-    QualifiedNameProvider,
-    QualifiedNameSource,
-)
+from libcst.metadata import MetadataWrapper, PositionProvider
 from radon.metrics import h_visit_ast, mi_compute
-from radon.raw import analyze as raw_analyze
+from radon.raw import Module as RawMetrics
+from radon.raw import _generate, _get_all_tokens, _logical, is_single_token
 from radon.visitors import ComplexityVisitor
 
-from fwsurvey.analyzers.cognitive import cognitive_complexity, max_nesting
-from fwsurvey.analyzers.phases import PREAMBLE, WHOLE, split_phases
+from fwsurvey.analyzers.cognitive import _COMPOUND, _is_elif, cognitive_complexity
+from fwsurvey.analyzers.names import ModuleNames, scan
+from fwsurvey.analyzers.phases import WHOLE, split_phases
 
 #: Bump when any metric's definition changes, or what can be measured and how a failure is
-#: classed (2: deeper nesting measured, too_complex and parser_limit): cached results of
-#: older versions are ignored.
-ANALYZER_VERSION = "2"
+#: classed (2: deeper nesting measured, too_complex and parser_limit; 3: names resolved by
+#: fwsurvey.analyzers.names, no qualified name for a method of a returned value): cached
+#: results of older versions are ignored.
+ANALYZER_VERSION = "3"
 
 #: Metric columns of ergonomics_metrics, in table order.
 METRIC_COLUMNS = (
@@ -90,108 +92,121 @@ class AnalysisError(Exception):
 
 def imported_roots(tree: ast.AST) -> Counter:
     """Top-level package names imported anywhere in the module, with how often."""
-    roots: Counter = Counter()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            roots[node.module.split(".")[0]] += 1
-    return roots
+    return _walk_tree(tree)[2]
 
 
-def detect_framework(tree: ast.AST, imports: dict[str, tuple[str, ...]]) -> str | None:
-    """The framework whose import names the file imports most often (config order on ties)."""
-    roots = imported_roots(tree)
+def detect_framework(tree: ast.AST, imports: dict[str, tuple[str, ...]],
+                     roots: Counter | None = None) -> str | None:
+    """The framework whose import names the file imports most often (config order on ties).
+
+    ``roots``: the tree's imported_roots, when already counted.
+    """
+    if roots is None:
+        roots = imported_roots(tree)
     counts = {fw: sum(roots[r] for r in names) for fw, names in imports.items()}
     best = max(counts.values(), default=0)
     return next((fw for fw, n in counts.items() if n == best), None) if best else None
 
 
-class _ApiVisitor(cst.CSTVisitor):
-    """Counts framework concepts, calls, boilerplate and ceremony, per phase."""
+#: Resolves the names of one module's expressions: ``resolver(module, found)`` returns
+#: ``names(node)``, the qualified names of the imports ``node`` stands for. The analysis uses
+#: ``found.names`` (fwsurvey.analyzers.names); tests pass libcst's QualifiedNameProvider here
+#: to compare the two.
+Resolver = Callable[[cst.Module, ModuleNames], Callable[[cst.CSTNode], Iterable[str]]]
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
 
-    def __init__(self, module: cst.Module, roots: frozenset[str], ceremony: frozenset[str],
-                 index: LibraryIndex, phase_at) -> None:
-        super().__init__()
-        self.module, self.roots, self.ceremony, self.index = module, roots, ceremony, index
-        self.phase_at = phase_at
-        self.phase = PREAMBLE
-        self.top: set[int] = set()
-        self.concepts: dict[str, set[str]] = {}
-        self.counts: dict[str, Counter] = {}
-        self.ceremony_by: dict[str, Counter] = {}
+def _own_names(module: cst.Module, found: ModuleNames) -> Callable[[cst.CSTNode], Iterable[str]]:
+    return found.names
 
-    def _count(self, key: str, n: int = 1) -> None:
-        self.counts.setdefault(self.phase, Counter())[key] += n
 
-    def _framework_names(self, node: cst.CSTNode) -> list[str]:
-        names = self.get_metadata(QualifiedNameProvider, node, set())
-        return sorted({self.index.canonical_name(q.name) for q in names
-                       if q.source is QualifiedNameSource.IMPORT
-                       and q.name.split(".")[0] in self.roots})
+@dataclass
+class _ApiCounts:
+    """Framework concepts, calls, boilerplate and ceremony, per phase."""
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if id(node) in self.top:
-            self.phase = self.phase_at(self.get_metadata(PositionProvider, node).start.line)
-        return super().on_visit(node)
+    concepts: dict[str, set[str]] = field(default_factory=dict)
+    counts: dict[str, Counter] = field(default_factory=dict)
+    ceremony_by: dict[str, Counter] = field(default_factory=dict)
 
-    def visit_Module(self, node: cst.Module) -> None:
-        self.top = {id(stmt) for stmt in node.body}
 
-    def visit_Import(self, node: cst.Import) -> bool:
-        return False  # an import is not a use; its names are counted where they are used
+def _statement_lines(module: cst.Module, tree: ast.Module) -> list[int] | None:
+    """The first line of each of ``module.body``'s statements, read off Python's ast.
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
-        return False
+    A libcst statement line holds one or more small statements (``a = 1; b = 2``), each of
+    which is one ast statement; every compound statement is one. Computing libcst's positions
+    instead would generate the code of the whole module again. None if the two disagree.
+    """
+    lines, i, body = [], 0, tree.body
+    for stmt in module.body:
+        if i >= len(body):
+            return None
+        lines.append(body[i].lineno)
+        i += len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
+    return lines if i == len(body) else None
 
-    def _symbol(self, node: cst.CSTNode) -> bool:
-        names = self._framework_names(node)
-        if names:
-            self.concepts.setdefault(self.phase, set()).update(names)
-            return False  # the whole chain is one symbol: torch.nn.Linear, not torch.nn too
-        return True
 
-    visit_Attribute = visit_Name = _symbol
+def _api_counts(module: cst.Module, tree: ast.Module, roots: frozenset[str],
+                ceremony: frozenset[str], index: LibraryIndex, phase_at,
+                resolver: Resolver) -> _ApiCounts:
+    found = scan(module)
+    names_of = resolver(module, found)
+    lines = _statement_lines(module, tree)
+    if lines is None:  # never seen; libcst's own positions, at their cost
+        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        lines = [positions[stmt].start.line for stmt in module.body]
+    phases = [phase_at(line) for line in lines]
+    out = _ApiCounts()
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        bases = [n for arg in node.bases for n in self._framework_names(arg.value)]
+    def framework_names(node: cst.CSTNode) -> list[str]:
+        return sorted({index.canonical_name(q) for q in names_of(node)
+                       if q.split(".")[0] in roots})
+
+    def count(phase: str, key: str, n: int = 1) -> None:
+        out.counts.setdefault(phase, Counter())[key] += n
+
+    for stmt, chain in found.chains:
+        # The whole chain is one symbol: torch.nn.Linear, not torch.nn too.
+        for node in chain:
+            names = framework_names(node)
+            if names:
+                out.concepts.setdefault(phases[stmt], set()).update(names)
+                break
+    for stmt, node in found.classes:
+        bases = [n for arg in node.bases for n in framework_names(arg.value)]
         if not bases:
-            return
-        self._count("framework_subclasses")
-        known = [set(self.index.methods[b]) for b in bases if b in self.index.methods]
-        for stmt in node.body.body:
-            if not isinstance(stmt, cst.FunctionDef):
+            continue
+        phase = phases[stmt]
+        count(phase, "framework_subclasses")
+        known = [set(index.methods[b]) for b in bases if b in index.methods]
+        for body_stmt in node.body.body:
+            if not isinstance(body_stmt, cst.FunctionDef):
                 continue
-            name = stmt.name.value
+            name = body_stmt.name.value
             if known:
                 overridden = any(name in methods for methods in known)
             else:  # a base the index does not know: its constructor and public methods
                 overridden = name in ("__init__", "__call__") or not name.startswith("_")
             if overridden:
-                self._count("overridden_methods")
-
-    def visit_Call(self, node: cst.Call) -> None:
+                count(phase, "overridden_methods")
+    for stmt, node in found.calls:
+        phase = phases[stmt]
         func = node.func
-        names = self._framework_names(func)
+        names = framework_names(func)
         if names:
-            self._count("call_sites")
-            defaults = next((self.index.defaults[n] for n in names if n in self.index.defaults),
-                            None)
+            count(phase, "call_sites")
+            defaults = next((index.defaults[n] for n in names if n in index.defaults), None)
             for arg in node.args:
                 if arg.keyword is None and arg.star != "**":
-                    self._count("positional_args")
+                    count(phase, "positional_args")
                     continue
-                self._count("keyword_args")
+                count(phase, "keyword_args")
                 if defaults and arg.keyword is not None and arg.keyword.value in defaults:
-                    if _is_literal(self.module, arg.value, defaults[arg.keyword.value]):
-                        self._count("default_keywords")
+                    if _is_literal(module, arg.value, defaults[arg.keyword.value]):
+                        count(phase, "default_keywords")
         last = (func.attr.value if isinstance(func, cst.Attribute)
                 else func.value if isinstance(func, cst.Name) else None)
-        if last in self.ceremony:
-            self._count("ceremony_calls")
-            self.ceremony_by.setdefault(self.phase, Counter())[last] += 1
+        if last in ceremony:
+            out.ceremony_by.setdefault(phase, Counter())[last] += 1
+    return out
 
 
 def _is_literal(module: cst.Module, value: cst.BaseExpression, default: Any) -> bool:
@@ -202,19 +217,157 @@ def _is_literal(module: cst.Module, value: cst.BaseExpression, default: Any) -> 
     return type(passed) is type(default) and passed == default
 
 
-def _code_metrics(text: str) -> dict[str, Any]:
-    """radon raw/cc/Halstead/MI and the cognitive visitor on one piece of source."""
-    tree = ast.parse(text)
+#: Characters of a line radon's raw metrics can count without tokenizing it: no brackets,
+#: quotes, continuation, comment, colon or semicolon, nothing the tokenizer rejects.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                   "_ .=+-*/%<>&|^~,@")
+
+
+def raw_analyze(source: str) -> RawMetrics:
+    """radon.raw.analyze, same numbers, without tokenizing the lines that need none.
+
+    radon tokenizes each (stripped) line on its own, with the lines that follow until the
+    tokens are complete, which costs a third of the whole suite. A plain line (``_PLAIN``
+    characters only) is one complete logical line of code, or a blank one: counted as radon
+    would, untokenized. Every other line goes through radon's own steps, copied from
+    ``radon.raw.analyze`` (radon 6); tests/analyzers/test_names.py checks the numbers equal.
+    """
+    lloc = comments = single_comments = multi = blank = sloc = 0
+    stripped = [line.strip() for line in source.splitlines()]
+    lines = iter(stripped)
+    lineno = 1
+    plain = _PLAIN.issuperset
+    for line in lines:
+        if plain(line):
+            lineno += 1
+            if line:
+                sloc += 1
+                lloc += 1
+            else:
+                blank += 1
+            continue
+        group = _group(stripped, lineno - 1)
+        if group:  # the lines radon's retries would have ended with, found in one pass
+            tokens, parsed_lines = group
+            for _ in parsed_lines[1:]:
+                next(lines)
+        else:
+            try:
+                tokens, parsed_lines = _get_all_tokens(line, lines)
+            except StopIteration:
+                raise SyntaxError(f"SyntaxError at line: {lineno}") from None
+        lineno += len(parsed_lines)
+        comments += sum(1 for t in tokens if t[0] == tokenize.COMMENT)
+        if is_single_token(tokenize.COMMENT, tokens):
+            single_comments += 1
+        elif is_single_token(tokenize.STRING, tokens):
+            _, _, (start_row, _), (end_row, _), _ = tokens[0]
+            if end_row == start_row:
+                single_comments += 1
+            else:
+                multi += sum(1 for parsed in parsed_lines if parsed)
+                blank += sum(1 for parsed in parsed_lines if not parsed)
+        else:
+            for parsed in parsed_lines:
+                if parsed:
+                    sloc += 1
+                else:
+                    blank += 1
+        lloc += _logical(tokens)
+    loc = sloc + blank + multi + single_comments
+    return RawMetrics(loc, lloc, sloc, comments, multi, blank, single_comments)
+
+
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
+
+
+def _group(lines: list[str], start: int) -> tuple[list, list[str]] | None:
+    """radon's tokens and lines for the statement starting at ``lines[start]``, or None.
+
+    radon (``_get_all_tokens``) tokenizes the first line, then the first two, three ... until
+    the tokens are complete: quadratic in the length of a statement, which puts a long
+    literal (torch's 20,000-line ``op_db = [...]``) past any time limit. Here one pass of
+    the tokenizer finds the first line at which the statement is complete (a NEWLINE or NL
+    outside brackets), and those lines are tokenized once, as radon would have last. None
+    (radon's own steps then run) when that is not plain: an error token, the file's end.
+    """
+    first = lines[start]
+    try:
+        tokens = _generate(first)
+        if not any(t[0] == tokenize.ERRORTOKEN for t in tokens):
+            return tokens, [first]
+    except tokenize.TokenError:
+        pass
+    feed = (lines[i] + "\n" for i in range(start, len(lines)))
+    depth, end = 0, 0
+    try:
+        for tok in tokenize.generate_tokens(lambda: next(feed, "")):
+            kind = tok[0]
+            if kind == tokenize.ERRORTOKEN:
+                return None
+            if kind == tokenize.OP:
+                if tok[1] in _OPEN:
+                    depth += 1
+                elif tok[1] in _CLOSE:
+                    depth -= 1
+            elif kind in (tokenize.NEWLINE, tokenize.NL) and depth == 0:
+                end = tok[2][0]
+                break
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if not end:
+        return None
+    used = lines[start:start + end]
+    try:
+        tokens = _generate("\n".join(used))
+    except tokenize.TokenError:
+        return None
+    if any(t[0] == tokenize.ERRORTOKEN for t in tokens):
+        return None
+    return tokens, used
+
+
+def _walk_tree(tree: ast.AST) -> tuple[int, int, Counter]:
+    """The number of calls, cognitive.max_nesting and imported_roots, in one walk of the
+    tree (not three)."""
+    calls = deepest = 0
+    roots: Counter = Counter()
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.Call):
+            calls += 1
+        elif isinstance(node, _COMPOUND):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots[node.module.split(".")[0]] += 1
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, depth - 1 if _is_elif(node, child) else depth))
+    return calls, deepest, roots
+
+
+def _code_metrics(text: str, tree: ast.Module | None = None,
+                  walked: tuple[int, int, Counter] | None = None) -> dict[str, Any]:
+    """radon raw/cc/Halstead/MI and the cognitive visitor on one piece of source.
+
+    ``tree``: ``text`` already parsed (each piece is, once), else it is parsed here;
+    ``walked``: its _walk_tree, when already done.
+    """
+    if tree is None:
+        tree = ast.parse(text)
     raw = raw_analyze(text)
     cc = ComplexityVisitor.from_ast(tree)
     halstead = h_visit_ast(tree).total
     comments = (raw.comments + raw.multi) / raw.sloc * 100 if raw.sloc else 0
-    calls = sum(isinstance(n, ast.Call) for n in ast.walk(tree))
+    calls, nesting, _ = walked or _walk_tree(tree)
     return {
         "sloc": raw.sloc, "lloc": raw.lloc, "comments": raw.comments,
         "cyclomatic": cc.total_complexity,
         "cyclomatic_max": max((b.complexity for b in cc.blocks), default=0),
-        "cognitive": cognitive_complexity(tree), "max_nesting": max_nesting(tree),
+        "cognitive": cognitive_complexity(tree), "max_nesting": nesting,
         "halstead_volume": round(halstead.volume, 3),
         # radon's own formula and inputs (mi_parameters with multi-line strings as comments).
         "maintainability_index": round(mi_compute(halstead.volume, cc.total_complexity,
@@ -225,7 +378,8 @@ def _code_metrics(text: str) -> dict[str, Any]:
 
 
 def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple[str, ...]],
-                   ceremony: dict[str, tuple[str, ...]], index: LibraryIndex) -> dict[str, Any]:
+                   ceremony: dict[str, tuple[str, ...]], index: LibraryIndex,
+                   resolver: Resolver = _own_names) -> dict[str, Any]:
     """Measure one file: ``{"framework", "phase_split", "phases": [row per phase]}``.
 
     ``framework`` None: detected from the imports. The first row is the whole file
@@ -255,12 +409,14 @@ def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple
     except RecursionError:
         raise AnalysisError("too_complex", "nested too deeply for libcst's parser"
                                            " (its recursion limit)") from None
+    walked = _walk_tree(tree)
     if framework is None:
-        framework = detect_framework(tree, imports)
+        framework = detect_framework(tree, imports, walked[2])
 
     phases = split_phases(text)
     split = "markers" if phases else "none"
     pieces: dict[str, str] = {}
+    trees: dict[str, ast.Module] = {WHOLE: tree}
     if phases:
         lines = text.splitlines()
         keep: dict[str, set[int]] = {}
@@ -269,8 +425,7 @@ def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple
         pieces = {name: "\n".join(line if i + 1 in rows else "" for i, line in enumerate(lines))
                   + "\n" for name, rows in keep.items()}
         try:
-            for piece in pieces.values():
-                ast.parse(piece)
+            trees.update((name, ast.parse(piece)) for name, piece in pieces.items())
         except SyntaxError as exc:
             # A marker inside a block: the phases do not stand alone; measure the whole file.
             split, phases, pieces = f"unsplittable: line {exc.lineno}: {exc.msg}", [], {}
@@ -282,10 +437,8 @@ def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple
         return WHOLE
 
     roots = frozenset(r for names in imports.values() for r in names)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    visitor = _ApiVisitor(module, roots, frozenset(ceremony.get(framework or "", ())), index,
-                          phase_at)
-    wrapper.visit(visitor)
+    visitor = _api_counts(module, tree, roots, frozenset(ceremony.get(framework or "", ())),
+                          index, phase_at, resolver)
 
     has_defaults = bool(index.defaults)
     rows = []
@@ -314,6 +467,6 @@ def analyze_source(text: str, *, framework: str | None, imports: dict[str, tuple
             "overridden_methods": counts["overridden_methods"],
             "ceremony_calls": sum(ceremony_calls.values()),
             "ceremony": dict(sorted(ceremony_calls.items())),
-            **_code_metrics(piece),
+            **_code_metrics(piece, trees[name], walked if name == WHOLE else None),
         })
     return {"framework": framework, "phase_split": split, "phases": rows}

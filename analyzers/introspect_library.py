@@ -343,6 +343,11 @@ def _timeout(signum, frame):
 
 
 def main(spec_path: str, out_path: str) -> None:
+    # Python's frame lookups of synthetic files answered at once (fwsurvey/frames.py): the
+    # same results, a fraction of Trax's import time (it calls inspect.stack() at import).
+    from fwsurvey import frames
+
+    frames.install()
     warnings.simplefilter("ignore")
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fwsurvey.analyzers.code_input import InputError, decode
 from fwsurvey.analyzers.ergonomics import (
@@ -25,7 +25,9 @@ from fwsurvey.analyzers.settings import ErgonomicsSettings
 from fwsurvey.analyzers.targets import Target
 from fwsurvey.analyzers.workers import DIED, MEMORY, TIMEOUT, Limits, near_memory_limit, run_bounded
 from fwsurvey.sources import Record
-from fwsurvey.store import ItemError
+
+if TYPE_CHECKING:
+    from fwsurvey.store import ItemError
 
 #: Error kinds that depend on the limits, the machine's load or its memory rather than on the
 #: file and the analyzer key alone: never cached, so the next run measures the file again
@@ -91,6 +93,10 @@ def analyzer_key(settings: ErgonomicsSettings, index: LibraryIndex, target: Targ
 def file_records(targets: list[Target], results: dict[str, dict], info: dict[str, dict],
                  fetched_at: str) -> tuple[list[Record], list[ItemError]]:
     """ergonomics_files and ergonomics_metrics rows, and an item error per failed file."""
+    # Imported here, not above: every worker imports this module, and the store's import
+    # (sqlite_utils, numpy) would cost each one a quarter of a second for nothing.
+    from fwsurvey.store import ItemError
+
     records: list[Record] = []
     errors: list[ItemError] = []
     for t in targets:

@@ -11,7 +11,10 @@ Two units, each written in one transaction with its outcome:
   processes under a per-file time and memory limit (fwsurvey.analyzers.measure and .workers);
   a file that cannot be read, overruns a limit or loses its worker is an item error, and the
   other files are still measured. Names resolve through the library index the surface unit
-  just read, else the newest stored one.
+  just read, else the newest stored one. Given an executor other than the local one
+  (``fwsurvey analyze --executor ray``), the misses go to it in batches of files
+  (fwsurvey.analyzers.workers.run_batched), each batch under the same limits on its node;
+  this process still writes every row.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from fwsurvey.analyzers.library_surface import (
     surface_index,
     surface_records,
 )
-from fwsurvey.analyzers.measure import analyzer_key, cacheable, file_records, measure_all
+from fwsurvey.analyzers.measure import (
+    analyzer_key,
+    cacheable,
+    file_records,
+    limits,
+    measure,
+    measure_all,
+)
 from fwsurvey.analyzers.pairs import pair_records
 from fwsurvey.analyzers.settings import (
     StrategySpec,
@@ -42,8 +52,9 @@ from fwsurvey.analyzers.settings import (
     surface_settings,
 )
 from fwsurvey.analyzers.targets import IMPL_SUFFIX, Target, kernel_targets, user_targets
-from fwsurvey.analyzers.workers import WorkersFailed
+from fwsurvey.analyzers.workers import WorkersFailed, run_batched
 from fwsurvey.config import SurveyConfig
+from fwsurvey.executor import Executor, LocalExecutor
 from fwsurvey.provenance import installed_version
 from fwsurvey.sources import Record
 from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitFailed, UnitSkipped
@@ -58,9 +69,11 @@ class AnalyzeStage(Stage):
 
     name = "analyze"
 
-    def __init__(self, paths: list[Path] | None = None):
+    def __init__(self, paths: list[Path] | None = None, executor: Executor | None = None):
         #: Files, folders or notebooks to measure instead of the paired implementations.
         self.paths = [Path(p) for p in paths] if paths else None
+        #: Where the files are measured; None or local: worker processes of this machine.
+        self.executor = executor
 
     def check(self, config: SurveyConfig) -> None:
         """Every ``[analyzers.*]`` table is valid, and every path given exists."""
@@ -74,7 +87,7 @@ class AnalyzeStage(Stage):
         if not self.paths:
             surface = SurfaceUnit()
             yield surface
-        yield ErgonomicsUnit(self.paths, surface=surface)
+        yield ErgonomicsUnit(self.paths, surface=surface, executor=self.executor)
 
 
 class SurfaceUnit(Unit):
@@ -128,8 +141,9 @@ class ErgonomicsUnit(Unit):
     source = ERGONOMICS_SOURCE
 
     def __init__(self, paths: list[Path] | None = None, *, surface: SurfaceUnit | None = None,
-                 index: LibraryIndex | None = None):
+                 index: LibraryIndex | None = None, executor: Executor | None = None):
         self.paths = paths
+        self.executor = executor
         # The index names resolve through: given, else the surface unit's (run before this
         # one), else the newest stored.
         self.surface = surface
@@ -187,8 +201,12 @@ class ErgonomicsUnit(Unit):
             else:
                 jobs.append((t, sha, key, data))
         fetched_at = utcnow()
-        measured = measure_all([(t.display, data, t.framework) for t, _, _, data in jobs],
-                               settings, index)
+        files = [(t.display, data, t.framework) for t, _, _, data in jobs]
+        if self.executor is None or isinstance(self.executor, LocalExecutor):
+            measured = measure_all(files, settings, index)
+        else:
+            measured = run_batched(self.executor, measure, files, (settings, index),
+                                   limits(settings), settings.workers)
         try:
             for (t, sha, key, _), result in zip(jobs, measured, strict=True):
                 results[t.display] = result

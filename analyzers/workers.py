@@ -18,6 +18,12 @@ from job to job, so the spawn cost (about a second: the analyzers' imports) is p
 worker, not per job. A worker's stderr goes to a file: native crash messages tell an abort
 for lack of memory from other deaths, and warnings about the code analyzed stay off the
 user's terminal.
+
+**Beyond one machine.** :func:`run_batched` sends the jobs in batches through an executor
+(:mod:`fwsurvey.executor`, e.g. a Ray cluster): each batch is one executor job that runs
+:func:`run_bounded` on its node, so every file keeps its limits there; results come back to
+the caller (the only writer of the store) in job order. A batch whose executor worker is
+lost costs the files of that batch (``worker_died``), and the other batches go on.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from fwsurvey.executor import CRASHED, ERROR, ExecJob, Executor, Resources
 
 #: Failure kinds the pool itself reports (as ``{"error": kind, "message": ...}``).
 MEMORY, TIMEOUT, DIED = "memory", "timeout", "worker_died"
@@ -91,6 +99,52 @@ def run_bounded(fn: Callable[..., dict[str, Any]], jobs: Sequence[tuple], init: 
         yield from pool.run(jobs, max(1, processes))
     finally:
         pool.close()
+
+
+#: Files per executor job in :func:`run_batched`: enough that a batch's start (spawning its
+#: workers, about a second) is small beside its files, few enough to spread a corpus.
+BATCH_JOBS = 200
+
+
+def _run_batch(fn: Callable[..., dict[str, Any]], jobs: Sequence[tuple], init: tuple,
+               limits: Limits, processes: int) -> list[dict[str, Any]]:
+    """One batch on an executor's worker: :func:`run_bounded` there, its results as a list."""
+    return list(run_bounded(fn, jobs, init, limits, processes))
+
+
+def run_batched(executor: Executor, fn: Callable[..., dict[str, Any]], jobs: Sequence[tuple],
+                init: tuple, limits: Limits, processes: int,
+                batch_jobs: int | None = None) -> Iterator[dict[str, Any]]:
+    """Like :func:`run_bounded` (results in job order, the same failures per job), with the
+    jobs sent through ``executor`` in batches of ``batch_jobs`` (:data:`BATCH_JOBS`), each by
+    ``processes`` bounded workers on the node it lands on (and asking for that many CPUs).
+
+    ``fn``, ``init`` and the jobs must be picklable and importable where the batch runs.
+    Raises WorkersFailed when a batch's workers cannot start at all.
+    """
+    processes, size = max(1, processes), max(1, batch_jobs or BATCH_JOBS)
+    batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    resources = Resources(cpus=float(processes), memory_mb=limits.memory_mb * processes)
+    work = [ExecJob(f"analyze batch {k + 1}/{len(batches)}", _run_batch,
+                    (fn, batch, init, limits, processes), resources)
+            for k, batch in enumerate(batches)]
+    ready: dict[int, list[dict[str, Any]]] = {}
+    following = 0
+    for done in executor.run(work):
+        count, reason = len(batches[done.index]), done.reason or ""
+        if done.ok:
+            ready[done.index] = done.result
+        elif done.failure == ERROR and reason.startswith(WorkersFailed.__name__):
+            raise WorkersFailed(reason.split(": ", 1)[-1])
+        else:
+            what = ("was lost" if done.failure == CRASHED else "failed"
+                    if done.failure == ERROR else "could not be placed")
+            ready[done.index] = [{"error": DIED, "message": (
+                f"the {executor.name} worker measuring its batch of {count} files {what}"
+                f" ({reason}); the other batches were measured")}] * count
+        while following in ready:
+            yield from ready.pop(following)
+            following += 1
 
 
 # -- the parent's side -------------------------------------------------------------------------

@@ -1,5 +1,11 @@
-"""The ``claims`` stage: judge every claim of the registry as of the run and store the
-verdicts with their evidence (tables survey_frameworks, claims, claim_evidence)."""
+"""The ``claims`` stage: compute the community metrics from the store, then judge every claim
+of the registry as of the run and store the verdicts with their evidence (tables
+community_metrics, community_org_shares, survey_frameworks, claims, claim_evidence).
+
+The metrics come first (:class:`fwsurvey.collectors.metrics.CommunityMetricsUnit`) because
+claims read them; they are computed from stored items only, so ``fwsurvey claims`` after a
+change of a metric's definition or of ``[community]`` needs no network.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from pathlib import Path
 
 from fwsurvey.claims.judge import SOURCE, Verdict, evaluate
 from fwsurvey.claims.registry import default_registry_path, load_registry
+from fwsurvey.collectors.metrics import CommunityMetricsUnit
 from fwsurvey.config import SurveyConfig
 from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitFailed, run_unit
 from fwsurvey.store import SourceOutcome, Store
@@ -41,7 +48,8 @@ class ClaimsUnit(Unit):
 
 
 class ClaimsStage(Stage):
-    """Judge the claims registry (``registry``, else the config's) against the store."""
+    """Compute the community metrics, then judge the claims registry (``registry``, else the
+    config's) against the store."""
 
     name = "claims"
     needs = ("collect", "analyze", "train")
@@ -50,12 +58,15 @@ class ClaimsStage(Stage):
         self.registry = registry
 
     def units(self, ctx: StageContext) -> Iterable[Unit]:
-        return [ClaimsUnit(self.registry)]
+        return [CommunityMetricsUnit(), ClaimsUnit(self.registry)]
 
 
 def run_claims(store: Store, run_id: int, config: SurveyConfig,
                registry_path: Path | None = None) -> tuple[SourceOutcome, list[Verdict]]:
-    """Run the claims stage's one unit on its own (tests, scripts): its outcome and verdicts."""
+    """Run the claims stage's units on their own (tests, scripts): the community metrics,
+    then the claims; the claims unit's outcome and its verdicts."""
+    ctx = StageContext(store, run_id, config)
+    run_unit(ctx, ClaimsStage.name, CommunityMetricsUnit())
     unit = ClaimsUnit(registry_path)
-    outcome = run_unit(StageContext(store, run_id, config), ClaimsStage.name, unit)
+    outcome = run_unit(ctx, ClaimsStage.name, unit)
     return outcome, unit.verdicts

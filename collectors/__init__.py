@@ -6,6 +6,7 @@ from fwsurvey.collectors.docs import DocsCollector
 from fwsurvey.collectors.downloads import DownloadsCollector
 from fwsurvey.collectors.git_history import GitHistoryCollector
 from fwsurvey.collectors.github import GitHubCollector
+from fwsurvey.collectors.hub import HubCollector
 from fwsurvey.collectors.pypi import PyPICollector
 from fwsurvey.sources import Collector
 
@@ -16,4 +17,5 @@ SOURCES: dict[str, type[Collector]] = {
     GitHistoryCollector.name: GitHistoryCollector,
     DownloadsCollector.name: DownloadsCollector,
     DocsCollector.name: DocsCollector,
+    HubCollector.name: HubCollector,
 }

@@ -7,6 +7,12 @@ the pages under the documentation URL, from its sitemap when that lists them, ot
 bounded, polite breadth-first crawl with ``requests`` (robots.txt respected, a pause between
 requests), and how many of them are tutorials or examples (by their path). Clone items run
 first, so an unreachable site does not skip them.
+
+Every request after a site's first waits the crawl delay (sitemaps too), and every response
+counts against ``max_pages``, whatever its status or type, so a site of redirects, PDFs or
+errors cannot make the crawl unbounded. A page that answers an error (a 403, a 5xx after the
+retries) is skipped and counted in ``pages_failed``: the pages already read are kept, and the
+item is recorded as incomplete (its page count is then a lower bound).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
@@ -29,14 +36,16 @@ import requests
 
 from fwsurvey.collectors.git_history import GitError, git
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.http import USER_AGENT, call_with_retries, make_session, probe
+from fwsurvey.http import USER_AGENT, call_with_retries, describe, make_session, probe
 from fwsurvey.sources import (
     Collector,
     Item,
     ItemNotFound,
+    PartialItem,
     Reachability,
     Record,
     SourceOptions,
+    SourceUnreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -119,10 +128,25 @@ def clone_docs(clone: Path) -> dict[str, Any]:
     }
 
 
+@dataclass
+class SiteVisit:
+    """The requests of one site item: how many answered, which failed, the pause between."""
+
+    delay: float = 0.0
+    responses: int = 0
+    failed: int = 0
+    first_failure: str | None = None
+
+    def failure(self, url: str, reason: str) -> None:
+        self.failed += 1
+        if self.first_failure is None:
+            self.first_failure = f"{url}: {reason}"
+
+
 class DocsOptions(SourceOptions):
     """``[sources.docs]``'s own keys."""
 
-    #: Crawl bound when the site has no usable sitemap.
+    #: Crawl bound when the site has no usable sitemap: responses read (any status or type).
     max_pages: int = 150
     #: Seconds between crawled pages (robots.txt may ask more).
     crawl_delay: float = 0.5
@@ -162,9 +186,20 @@ class DocsCollector(Collector):
                    **clone_docs(fw.git_clone)}
         else:
             assert fw.docs is not None
-            row = {"origin": "site", "location": fw.docs, **self.site_pages(fw.docs)}
+            visit = SiteVisit()
+            row = {"origin": "site", "location": fw.docs}
+            try:
+                row.update(self.site_pages(fw.docs, visit))
+            except _CrawlCut as cut:
+                row.update(cut.counts)
+            row.update(responses=visit.responses, pages_failed=visit.failed)
         row.update(framework=item.framework, fetched_at=self.now().isoformat(timespec="seconds"))
-        return [Record("docs_metrics", row)]
+        records = [Record("docs_metrics", row)]
+        if row.get("pages_failed"):
+            raise PartialItem(f"{row['pages_failed']} of {row['responses'] + row['pages_failed']}"
+                              f" requests failed and were skipped (first: {visit.first_failure});"
+                              " the pages read are kept", records)
+        return records
 
     # -- the site ---------------------------------------------------------------------
 
@@ -178,14 +213,41 @@ class DocsCollector(Collector):
 
         return call_with_retries(self.settings, get)
 
-    def site_pages(self, base: str) -> dict[str, Any]:
+    def _visit(self, url: str, visit: SiteVisit, *, page: bool = True) -> requests.Response | None:
+        """GET one URL of the site, paced and counted; None when it failed.
+
+        A 4xx other than 404 (a 403, ...) or a server that stays down for this URL fails the
+        URL only (counted, when ``page``). A site that stops answering at all (no connection)
+        after its first request raises :class:`_SiteGone`.
+        """
+        if visit.responses or visit.failed:
+            self.sleep(visit.delay)
+        try:
+            answer = self._get(url)
+        except requests.HTTPError as exc:
+            visit.responses += 1
+            if page:
+                visit.failure(url, describe(exc))
+            return None
+        except SourceUnreachable as exc:
+            if not visit.responses:
+                raise  # the site's first request: the site is unreachable
+            visit.failure(url, str(exc))
+            if isinstance(exc.__cause__, requests.ConnectionError):
+                raise _SiteGone(str(exc)) from exc
+            return None
+        visit.responses += 1
+        return answer
+
+    def site_pages(self, base: str, visit: SiteVisit) -> dict[str, Any]:
         """Page counts of a documentation site: sitemap first, else a bounded crawl."""
         parts = urlsplit(base)
         root = f"{parts.scheme}://{parts.netloc}/"
         robots = RobotFileParser()
-        answer = self._get(root + "robots.txt")
-        robots.parse(answer.text.splitlines() if answer.status_code == 200 else [])
-        delay = max(self.crawl_delay, float(robots.crawl_delay(USER_AGENT) or 0))
+        # A robots.txt answering 4xx (404, 403, ...) sets no rules (RFC 9309, 2.3.1.3).
+        answer = self._visit(root + "robots.txt", visit, page=False)
+        robots.parse(answer.text.splitlines() if answer and answer.status_code == 200 else [])
+        visit.delay = max(self.crawl_delay, float(robots.crawl_delay(USER_AGENT) or 0))
 
         pages: set[str] = set()
         queue = deque(robots.site_maps() or [])
@@ -196,34 +258,41 @@ class DocsCollector(Collector):
             if url in seen_maps:
                 continue
             seen_maps.add(url)
-            answer = self._get(url)
-            if answer.status_code != 200:
+            try:
+                # A sitemap answering 4xx (403 for a missing file on some hosts) is no sitemap.
+                answer = self._visit(url, visit, page=False)
+            except _SiteGone:
+                raise _CrawlCut(_counts("sitemap (cut)", pages)) from None
+            if answer is None or answer.status_code != 200:
                 continue
             found, children = sitemap_urls(answer.text)
             pages |= {_page_key(u) for u in found if u.startswith(base)}
             queue.extend(children)
         if len(pages) > 1:
-            method = "sitemap"
-        else:
-            pages, capped = self.crawl(base, robots, delay)
-            method = f"crawl (stopped at {self.max_pages} pages)" if capped else "crawl"
-        kinds = [classify(p) for p in pages]
-        return {"method": method, "page_count": len(pages),
-                "tutorial_pages": kinds.count("tutorial"), "example_pages": kinds.count("example")}
+            return _counts("sitemap", pages)
+        crawled: set[str] = set()
+        try:
+            capped = self.crawl(base, robots, visit, crawled)
+        except _SiteGone:
+            raise _CrawlCut(_counts("crawl (cut: the site stopped answering)", crawled)) from None
+        return _counts(f"crawl (stopped after {self.max_pages} responses)" if capped else "crawl",
+                       crawled)
 
-    def crawl(self, base: str, robots: RobotFileParser, delay: float) -> tuple[set[str], bool]:
-        """Breadth-first over HTML pages under ``base``; (pages, whether max_pages stopped it)."""
-        queue, seen, pages = deque([base]), {base}, set()
+    def crawl(self, base: str, robots: RobotFileParser, visit: SiteVisit,
+              pages: set[str]) -> bool:
+        """Breadth-first over HTML pages under ``base`` into ``pages``; whether max_pages
+        stopped it. Every response counts against the bound, HTML or not, error or not."""
+        queue, seen = deque([base]), {base}
+        start = visit.responses + visit.failed
         while queue:
-            if len(pages) >= self.max_pages:
-                return pages, True
+            if visit.responses + visit.failed - start >= self.max_pages:
+                return True
             url = queue.popleft()
             if not robots.can_fetch(USER_AGENT, url):
                 continue
-            if pages:
-                self.sleep(delay)
-            answer = self._get(url)
-            if answer.status_code != 200 or "html" not in answer.headers.get("Content-Type", ""):
+            answer = self._visit(url, visit)
+            if (answer is None or answer.status_code != 200
+                    or "html" not in answer.headers.get("Content-Type", "")):
                 continue
             pages.add(_page_key(answer.url or url))
             parser = _Links()
@@ -234,7 +303,7 @@ class DocsCollector(Collector):
                         r"\.(png|jpe?g|gif|svg|pdf|zip|txt|ipynb|py|js|css)$", link, re.I):
                     seen.add(link)
                     queue.append(link)
-        return pages, False
+        return False
 
     def check(self) -> Reachability:
         sites = [fw.docs for fw in self.config.frameworks.values() if fw.docs]
@@ -244,3 +313,21 @@ class DocsCollector(Collector):
 
     def close(self) -> None:
         self.session.close()
+
+
+class _SiteGone(Exception):
+    """The site stopped answering mid-measurement (connection refused after retries)."""
+
+
+class _CrawlCut(Exception):
+    """A measurement cut short: ``counts`` holds what was read before the cut."""
+
+    def __init__(self, counts: dict[str, Any]):
+        super().__init__(counts["method"])
+        self.counts = counts
+
+
+def _counts(method: str, pages: set[str]) -> dict[str, Any]:
+    kinds = [classify(p) for p in pages]
+    return {"method": method, "page_count": len(pages),
+            "tutorial_pages": kinds.count("tutorial"), "example_pages": kinds.count("example")}

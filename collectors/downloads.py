@@ -5,23 +5,38 @@ day, week and month) and a daily series of about 180 days. The series is recorde
 mirrors (``mirrors=false``); each day is a row of ``downloads_daily``, and each run's
 snapshot in ``downloads`` states the range the series covers. The endpoint is pypistats'
 own (``pypistats.BASE_URL``).
+
+Packages are named by their normalised name (PEP 503), as the pypi source stores them. The
+API's rate limit is waited for (``Retry-After``, bounded by ``max_rate_limit_wait``); a limit
+that outlasts it stops the source (the rest would hit it too) and an unexpected status fails
+only its package.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pypistats
 
+from fwsurvey.collectors.pypi import package_items
 from fwsurvey.config import SourceSettings, SurveyConfig
-from fwsurvey.http import describe, get_allowing_404, make_session, probe, redact_url
+from fwsurvey.http import (
+    RateLimitExceeded,
+    RateLimits,
+    get_with_limits,
+    make_session,
+    probe,
+    redact_url,
+)
 from fwsurvey.sources import (
     Collector,
     Item,
     ItemNotFound,
+    PartialItem,
     Reachability,
     Record,
     SourceOptions,
@@ -35,6 +50,8 @@ class DownloadsOptions(SourceOptions):
 
     #: The pypistats API; default: pypistats' own endpoint.
     api_url: str = pypistats.BASE_URL
+    #: Longest wait for the API's rate limit (Retry-After); a longer one stops the source.
+    max_rate_limit_wait: float = 60.0
 
 
 class DownloadsCollector(Collector):
@@ -46,34 +63,41 @@ class DownloadsCollector(Collector):
     options: DownloadsOptions
 
     def __init__(self, config: SurveyConfig, settings: SourceSettings | None = None,
-                 now: Callable[[], datetime] | None = None):
+                 now: Callable[[], datetime] | None = None,
+                 sleep: Callable[[float], None] | None = None):
         super().__init__(config, settings)
         self.api_url = self.options.api_url
         if not self.api_url.endswith("/"):
             self.api_url += "/"
         self.now = now or (lambda: datetime.now(UTC))
         self.session = make_session()
+        wait = self.options.max_rate_limit_wait
+        self.limits = RateLimits(max_wait=wait, secondary_wait=min(max(self.settings.backoff, 1.0),
+                                                                    wait),
+                                 tries=max(self.settings.retries, 2), sleep=sleep or time.sleep)
 
     def items(self) -> list[Item]:
-        return [Item(pkg, fw.key) for fw in self.config.frameworks.values() for pkg in fw.pypi]
+        return package_items(self.config)
 
     def _get(self, path: str) -> dict[str, Any]:
         url = self.api_url + path
 
-        def note(attempt: int, exc: BaseException) -> None:
-            log.warning("downloads: %s: attempt %d failed (%s); retrying", redact_url(url),
-                        attempt, describe(exc))
-
-        response = get_allowing_404(self.session, url, self.settings, note)
+        try:
+            response = get_with_limits(self.session, url, self.settings, self.limits,
+                                       headers={"Accept": "application/json"})
+        except RateLimitExceeded as exc:
+            # The limit is the API's, not the package's: the next packages would wait too.
+            raise PartialItem(str(exc), [], stop_source=True) from None
         if response.status_code == 404:
             raise ItemNotFound(f"pypistats has no package at {redact_url(url)}")
+        response.raise_for_status()  # another 4xx fails this package only (HTTPError)
         try:
             return response.json()
         except ValueError:
             raise ItemNotFound(f"unexpected answer from {redact_url(url)}: not JSON") from None
 
     def fetch(self, item: Item) -> list[Record]:
-        package = item.key.lower()
+        package = item.key
         recent = self._get(f"packages/{package}/recent").get("data") or {}
         overall = self._get(f"packages/{package}/overall?mirrors=false").get("data") or []
         fetched_at = self.now().isoformat(timespec="seconds")
@@ -101,8 +125,9 @@ class DownloadsCollector(Collector):
         items = self.items()
         if not items:
             return Reachability(True, "no packages configured")
-        url = f"{self.api_url}packages/{items[0].key.lower()}/recent"
+        url = f"{self.api_url}packages/{items[0].key}/recent"
         return probe(self.session, url, self.settings, method="GET")
 
     def close(self) -> None:
         self.session.close()
+

@@ -6,19 +6,26 @@ API pip itself uses: it lists every file with its upload time, size, yanked flag
 comes from the index's JSON API, whose base is derived from the Simple API endpoint.
 No registry address is written here: the endpoint is ``pypi-simple``'s default unless the
 configuration's ``[sources.pypi] index_url`` names another index.
+
+Package names are normalised (PEP 503, ``packaging.utils.canonicalize_name``), so ``Trax``
+and ``trax`` are one item and one key in the store. A failure of the metadata request (an
+unexpected status, a spent rate limit, a server that stays down) keeps the releases already
+read: the item is stored without metadata and recorded as incomplete.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+import requests
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 from pypi_simple import (
     ACCEPT_JSON_PREFERRED,
@@ -30,9 +37,11 @@ from pypi_simple import (
 
 from fwsurvey.config import SourceSettings, SurveyConfig
 from fwsurvey.http import (
+    RateLimitExceeded,
+    RateLimits,
     call_with_retries,
     describe,
-    get_allowing_404,
+    get_with_limits,
     make_session,
     probe,
     redact_url,
@@ -41,9 +50,11 @@ from fwsurvey.sources import (
     Collector,
     Item,
     ItemNotFound,
+    PartialItem,
     Reachability,
     Record,
     SourceOptions,
+    SourceUnreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -126,19 +137,23 @@ def release_rows(packages: Sequence[DistributionPackage]) -> list[dict[str, Any]
 
 
 def release_cadence(releases: Iterable[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """Derived cadence metrics over final (non-pre-release), non-yanked releases."""
+    """Derived cadence metrics over final (non-pre-release), non-yanked releases.
+
+    ``release_count`` counts every final release; the time-derived values need every final
+    release's upload time and are None (unknown) when the index gives none for some of them
+    (an index without PEP 700 upload times): a missing time is no evidence of no release.
+    """
     releases = list(releases)
-    finals = sorted(
-        datetime.fromisoformat(r["uploaded_at"])
-        for r in releases
-        if r["is_prerelease"] is False and not r["yanked"] and r["uploaded_at"]
-    )
+    final_rows = [r for r in releases if r["is_prerelease"] is False and not r["yanked"]]
+    timed = all(r["uploaded_at"] for r in final_rows)
+    finals = sorted(datetime.fromisoformat(r["uploaded_at"]) for r in final_rows) if timed else []
     gaps = [(b - a).total_seconds() / 86400 for a, b in zip(finals, finals[1:], strict=False)]
     return {
-        "release_count": len(finals),
+        "release_count": len(final_rows),
         "prerelease_count": sum(1 for r in releases if r["is_prerelease"]),
         "yanked_release_count": sum(1 for r in releases if r["yanked"]),
-        "releases_last_12_months": sum(1 for t in finals if t > now - timedelta(days=365)),
+        "releases_last_12_months": sum(1 for t in finals if t > now - timedelta(days=365))
+        if timed else None,
         "median_days_between_releases": round(statistics.median(gaps), 2) if gaps else None,
         "days_since_last_release": round((now - finals[-1]).total_seconds() / 86400, 2)
         if finals else None,
@@ -160,6 +175,8 @@ class PyPIOptions(SourceOptions):
     index_url: str = PYPI_SIMPLE_ENDPOINT
     #: The JSON API base; default: derived from index_url (".../simple/" -> ".../pypi/").
     json_api_url: str | None = None
+    #: Longest wait for a rate limit of the JSON API (Retry-After); longer ones give up.
+    max_rate_limit_wait: float = 60.0
 
 
 class PyPICollector(Collector):
@@ -175,6 +192,7 @@ class PyPICollector(Collector):
         config: SurveyConfig,
         settings: SourceSettings | None = None,
         now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ):
         super().__init__(config, settings)
         self.index_url = self.options.index_url
@@ -183,12 +201,16 @@ class PyPICollector(Collector):
         self.json_api_url = self.options.json_api_url or json_api_base(self.index_url)
         self.now = now or (lambda: datetime.now(UTC))
         self.session = make_session()
+        wait = self.options.max_rate_limit_wait
+        self.limits = RateLimits(max_wait=wait, secondary_wait=min(max(self.settings.backoff, 1.0),
+                                                                    wait),
+                                 tries=max(self.settings.retries, 2), sleep=sleep or time.sleep)
         self.client = PyPISimple(
             endpoint=self.index_url, session=self.session, accept=ACCEPT_JSON_PREFERRED
         )
 
     def items(self) -> list[Item]:
-        return [Item(pkg, fw.key) for fw in self.config.frameworks.values() for pkg in fw.pypi]
+        return package_items(self.config)
 
     def _retry_note(self, what: str) -> Callable[[int, BaseException], None]:
         def note(attempt: int, exc: BaseException) -> None:
@@ -207,7 +229,13 @@ class PyPICollector(Collector):
             raise ItemNotFound(f"no project named {item.key!r} on the package index") from None
         fetched_at = self.now()
         releases = release_rows(page.packages)
-        info = self._fetch_info(item.key) if self.json_api_url else None
+        info, fault = None, None
+        if self.json_api_url:
+            try:
+                info = self._fetch_info(item.key)
+            except (ItemNotFound, RateLimitExceeded, SourceUnreachable,
+                    requests.RequestException) as exc:
+                fault = f"metadata not collected: {_reason(exc)}"
 
         records = [
             Record("pypi_releases", {"package": item.key, "framework": item.framework,
@@ -223,14 +251,19 @@ class PyPICollector(Collector):
             **release_cadence(releases, fetched_at),
             **_metadata_columns(info),
         }))
+        if fault is not None:
+            # The releases are whole (one page lists them all): keep them, say what is missing.
+            raise PartialItem(fault, records)
         return records
 
     def _fetch_info(self, package: str) -> dict[str, Any]:
         url = f"{self.json_api_url}{package}/json"
-        response = get_allowing_404(self.session, url, self.settings,
-                                    self._retry_note(f"{package} metadata"))
+        response = get_with_limits(self.session, url, self.settings, self.limits,
+                                   headers={"Accept": "application/json"},
+                                   what=f"{package} metadata")
         if response.status_code == 404:
             raise ItemNotFound(f"no project named {package!r} in the index's JSON API")
+        response.raise_for_status()
         try:
             return response.json()["info"]
         except (ValueError, KeyError, TypeError):
@@ -246,6 +279,20 @@ class PyPICollector(Collector):
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
+
+
+def package_items(config: SurveyConfig) -> list[Item]:
+    """One item per configured package, by its normalised name (PEP 503), first one kept."""
+    items: dict[str, Item] = {}
+    for fw in config.frameworks.values():
+        for pkg in fw.pypi:
+            name = canonicalize_name(pkg)
+            items.setdefault(name, Item(name, fw.key))
+    return list(items.values())
+
+
+def _reason(exc: BaseException) -> str:
+    return describe(exc) if isinstance(exc, requests.RequestException) else str(exc)
 
 
 def _metadata_columns(info: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,19 +3,39 @@
 A source's items are fetched one by one. A missing item is an item error; a partly fetched
 item keeps its whole pages (and may stop the source, e.g. a spent rate limit); an
 unreachable source stops at the first item that finds it so, the rest recorded as not
-attempted. The unit's status and reason come from :meth:`fwsurvey.stage.Unit.summarize`.
+attempted. Any other exception (an unexpected HTTP status, a subprocess timeout, a parser
+bug) fails that item only, as ``error``: one bad item never discards the others.
+
+A collector's ``fetch`` may yield :class:`fwsurvey.sources.Checkpoint` markers between its
+records: each commits everything tallied so far (:meth:`fwsurvey.stage.Tally.checkpoint`),
+so a fault or a killed process keeps every committed batch. A source that never yields one
+is written in one transaction with its outcome, as before. The unit's status and reason come
+from :meth:`fwsurvey.stage.Unit.summarize`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from functools import partial
+
+import requests
 
 from fwsurvey.collectors import SOURCES
 from fwsurvey.config import SurveyConfig
 from fwsurvey.errors import ConfigError
-from fwsurvey.sources import Collector, ItemNotFound, PartialItem, SourceUnreachable
+from fwsurvey.http import describe
+from fwsurvey.sources import (
+    Checkpoint,
+    Collector,
+    Item,
+    ItemNotFound,
+    PartialItem,
+    Record,
+    SourceUnreachable,
+)
 from fwsurvey.stage import (
+    BatchWriteFailed,
     Progress,
     SilentProgress,
     Stage,
@@ -27,6 +47,8 @@ from fwsurvey.stage import (
 )
 from fwsurvey.store import SourceOutcome, Store
 
+log = logging.getLogger(__name__)
+
 #: Builds a source's collector from its class and the configuration (tests fake the clock).
 MakeCollector = Callable[[type[Collector], SurveyConfig], Collector]
 
@@ -37,7 +59,7 @@ def default_collector(cls: type[Collector], config: SurveyConfig) -> Collector:
 
 
 class SourceUnit(Unit):
-    """One source: each item fetched in turn, everything written together."""
+    """One source: each item fetched in turn, written together or in committed batches."""
 
     def __init__(self, source: str, build: Callable[[], Collector], *,
                  skip_disabled: bool = True):
@@ -56,7 +78,9 @@ class SourceUnit(Unit):
         tally.start(len(items))
         for index, item in enumerate(items):
             try:
-                tally.done(item.key, collector.fetch(item))
+                tally.done(item.key, fetch_item(collector, item, tally))
+            except BatchWriteFailed:
+                raise  # the store failed, not the item: the unit ends as error
             except ItemNotFound as exc:
                 tally.fail(item.key, "not_found", str(exc))
             except PartialItem as exc:
@@ -74,10 +98,37 @@ class SourceUnit(Unit):
                     tally.fail(rest.key, "unreachable",
                                f"not attempted: source unreachable ({exc})", advance=False)
                 break
+            except Exception as exc:  # noqa: BLE001 - one item's fault, not the source's
+                log.debug("%s %s failed", self.source, item.key, exc_info=True)
+                tally.fail(item.key, "error", item_fault(exc))
 
     def close(self) -> None:
         if self.collector is not None:
             self.collector.close()
+
+
+def item_fault(exc: BaseException) -> str:
+    """``<Type>: message`` of an item's unexpected fault; an HTTP error's URL without its query."""
+    detail = describe(exc) if isinstance(exc, requests.RequestException) else str(exc)
+    return f"{type(exc).__name__}: {detail}"
+
+
+def fetch_item(collector: Collector, item: Item, tally: Tally) -> list[Record]:
+    """One item's records after its last :class:`Checkpoint`; the batches before it commit.
+
+    At each checkpoint the item's records so far join the tally and are committed with it.
+    If the item raises, the records since its last checkpoint are lost with the exception
+    (only whole batches are kept); the caller records the item's fault.
+    """
+    pending: list[Record] = []
+    for entry in collector.fetch(item):
+        if isinstance(entry, Checkpoint):
+            tally.add(pending)
+            pending = []
+            tally.checkpoint(f"{item.key}: {entry.note}" if entry.note else item.key)
+        else:
+            pending.append(entry)
+    return pending
 
 
 class CollectStage(Stage):
@@ -109,7 +160,8 @@ class CollectStage(Stage):
 
 def collect_source(store: Store, run_id: int, collector: Collector,
                    progress: Progress | None = None) -> SourceOutcome:
-    """Fetch every item of one collector and write it all, with its outcome, in one transaction.
+    """Fetch every item of one collector and write it, with its outcome (in batches where the
+    collector yields checkpoints).
 
     The collector is used as given, enabled or not (tests, one-off collections).
     """

@@ -42,10 +42,13 @@ from fwsurvey.claims import (
 from fwsurvey.collectors import SOURCES
 from fwsurvey.collectors.stage import CollectStage
 from fwsurvey.config import DEFAULT_CONFIG_NAME, ConfigError, SurveyConfig
+from fwsurvey.executor import EXECUTORS, Executor, ExecutorUnavailable, make_executor
 from fwsurvey.importer import import_file
 from fwsurvey.kernels.stage import (
     TrainOptions,
     TrainStage,
+    for_executor,
+    kernels_table,
     options_from_config,
     plan,
     scaling_counts,
@@ -307,16 +310,34 @@ def _print_verdicts(db_path: Path, run_id: int) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local",
+              show_default=True,
+              help="Where files are measured: local (worker processes here) or ray (batches "
+                   "of files as tasks on a Ray cluster, for a large corpus).")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster (auto, ray://HOST:10001); default: a local Ray.")
 @_common
-def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> None:
+def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...],
+            executor_name: str, address: str | None) -> None:
     """Measure code ergonomics and library surfaces.
 
     Without PATHS: the library surface of each configured framework and the paired
     implementations under kernels/. With PATHS (files, folders, notebooks): any code,
     scored the same way; it is read, never imported or run.
     """
-    result = _run(config, db_path, [AnalyzeStage(paths=list(paths) or None)],
-                  shlex.join(["analyze", *map(str, paths)]))
+    try:
+        executor = make_executor(executor_name, address)
+    except (ValueError, ExecutorUnavailable) as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    remote = executor_name != "local"
+    command = shlex.join(["analyze", *map(str, paths),
+                          *([f"--executor={executor_name}"] if remote else []),
+                          *([f"--address={address}"] if remote and address else [])])
+    try:
+        result = _run(config, db_path, [AnalyzeStage(paths=list(paths) or None,
+                                                     executor=executor)], command)
+    finally:
+        executor.close()
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
 
@@ -338,28 +359,70 @@ def analyze(config: SurveyConfig, db_path: Path, paths: tuple[Path, ...]) -> Non
               help="Data-parallel runs on each of these device counts (e.g. 1,2,4), with each "
                    "framework's own engine; 1, the baseline, is always included. On a CPU "
                    "the devices are simulated: correctness, not speed.")
+@click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default=None,
+              help="Where the jobs run: local (one after the other, here) or ray (tasks on a "
+                   "Ray cluster, each job still a fresh subprocess). Default: [kernels] "
+                   "executor, else local.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster: auto (the one this machine belongs to) or "
+                   "ray://HOST:10001. Default: [kernels] address, else a local Ray for the run.")
+@click.option("--jobs-per-node", type=click.IntRange(min=1), default=None,
+              help="Jobs at once on one node. Default: [kernels] jobs_per_node, else 1, so "
+                   "no timing is taken beside another job.")
 @_common
 def train(config: SurveyConfig, db_path: Path, profile: str, tasks: tuple[str, ...],
           frameworks: tuple[str, ...], device: str | None,
-          experiments: tuple[str, ...], scaling: tuple[int, ...]) -> None:
+          experiments: tuple[str, ...], scaling: tuple[int, ...], executor_name: str | None,
+          address: str | None, jobs_per_node: int | None) -> None:
     """Run the paired reference trainings side by side and store what they measured."""
     default_experiments = () if scaling else ("train", "dynamic")
-    options = TrainOptions(profile, tasks, frameworks, device,
-                           experiments or default_experiments, scaling=scaling)
     try:
-        jobs = plan(config, options)
-    except ValueError as exc:
+        table = kernels_table(config)
+    except ConfigError as exc:
         raise Failure(str(exc), EXIT_USAGE) from None
-    err.print(f"{len(jobs)} jobs ({profile} profile, device {jobs[0].device if jobs else '-'})")
-    if scaling and jobs and jobs[0].device == "cpu":
-        err.print(f"scaling on N = {', '.join(map(str, scaling))} devices, simulated on one "
-                  "CPU: this checks correctness and machinery, not speed")
+    executor_name = executor_name or table.executor
+    address = address or table.address or None
+    options = TrainOptions(profile, tasks, frameworks, device,
+                           experiments or default_experiments, scaling=scaling,
+                           executor=executor_name, address=address,
+                           jobs_per_node=jobs_per_node or table.jobs_per_node)
+    remote = executor_name != "local"
     command = shlex.join(["train", f"--profile={profile}", *[f"--task={t}" for t in tasks],
                           *[f"--framework={f}" for f in frameworks],
                           *([f"--device={device}"] if device else []),
                           *[f"--experiment={e}" for e in experiments],
-                          *([f"--scaling={','.join(map(str, scaling))}"] if scaling else [])])
-    result = _run(config, db_path, [TrainStage(options)], command)
+                          *([f"--scaling={','.join(map(str, scaling))}"] if scaling else []),
+                          *([f"--executor={executor_name}"] if remote else []),
+                          *([f"--address={address}"] if remote and address else []),
+                          *([f"--jobs-per-node={jobs_per_node}"] if jobs_per_node else [])])
+    try:
+        executor = make_executor(executor_name, address)
+    except (ValueError, ExecutorUnavailable) as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    try:
+        _train(config, db_path, options, executor, command)
+    finally:
+        executor.close()
+
+
+def _train(config: SurveyConfig, db_path: Path, options: TrainOptions, executor: Executor,
+           command: str) -> None:
+    """``fwsurvey train`` once its executor is ready: plan for its nodes, run, report."""
+    profile, scaling, remote = options.profile, options.scaling, executor.name != "local"
+    options = for_executor(options, executor)
+    try:
+        jobs = plan(config, options)
+    except ValueError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    if remote:
+        err.print(f"executor {executor.name}"
+                  f"{' at ' + options.address if options.address else ' (a local cluster)'}"
+                  f", at most {options.jobs_per_node} job(s) per node")
+    err.print(f"{len(jobs)} jobs ({profile} profile, device {jobs[0].device if jobs else '-'})")
+    if scaling and jobs and jobs[0].device == "cpu":
+        err.print(f"scaling on N = {', '.join(map(str, scaling))} devices, simulated on one "
+                  "CPU: this checks correctness and machinery, not speed")
+    result = _run(config, db_path, [TrainStage(options, executor=executor)], command)
     err.print(f"run {result.run_id}: [bold]{result.status}[/] → {db_path}")
     sys.exit(STATUS_EXIT[result.status])
 

@@ -5,8 +5,9 @@ survey needs only a new ``[frameworks.NAME]`` table. The file is described by th
 below (:mod:`fwsurvey.model`), so every problem is one :class:`ConfigError` naming the file
 and the dotted key, e.g. ``fwsurvey.toml: frameworks.trax.pypi: expected a list, got 'trax'``.
 
-``[survey]``, ``[frameworks.*]`` and the keys every source shares (``enabled``, ``timeout``,
-``retries``, ``backoff``) are validated here. A source's own options, ``[analyzers.*]`` and
+``[survey]``, ``[frameworks.*]``, ``[community]`` (how the community metrics tell machines and
+organisations apart) and the keys every source shares (``enabled``, ``timeout``, ``retries``,
+``backoff``) are validated here. A source's own options, ``[analyzers.*]`` and
 ``[kernels]`` are kept as written and validated by the stage that owns them
 (``Stage.check``), which is where their meaning lives.
 
@@ -92,6 +93,8 @@ class SurveyConfig:
     #: ``survey.claims``: the claims registry; None: claims.toml beside the config, else the
     #: repository's (fwsurvey.claims.default_registry_path).
     claims: Path | None = None
+    #: ``[community]``: bot rules, organisations and windows of the community metrics.
+    community: CommunityTable = field(default_factory=lambda: CommunityTable())
 
     def source(self, name: str) -> SourceSettings:
         """Settings for source ``name``; defaults when the file does not mention it."""
@@ -222,6 +225,60 @@ class SourceTable(ConfigModel):
     backoff: Annotated[Number, AfterValidator(_not_negative)] = 1.0
 
 
+def _positive_days(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1 day")
+    return value
+
+
+def _domain(value: str) -> str:
+    if not value or "@" in value or value != value.strip().lower():
+        raise ValueError(f"expected a lower-case e-mail domain such as 'google.com', got {value!r}")
+    return value
+
+
+Days = Annotated[int, AfterValidator(_positive_days)]
+Domain = Annotated[str, AfterValidator(_domain)]
+
+#: Machine accounts seen in the surveyed repositories (GitHub logins, git author names or
+#: e-mails); the shipped fwsurvey.toml repeats them with where each was seen.
+DEFAULT_BOTS = (
+    "pytorchmergebot", "pytorchbot", "pytorchupdatebot", "pytorch-bot", "facebook-github-bot",
+    "copybara-service", "copybara-worker@google.com", "A. Unique TensorFlower",
+    "gardener@tensorflow.org", "TensorFlower Gardener", "dependabot", "github-actions",
+)
+DEFAULT_BOT_PATTERNS = ("*[bot]", "*[bot]@*", "*-bot", "*-bot@*", "*_bot")
+#: Mail providers of individuals: their authors count as "independent".
+DEFAULT_PERSONAL_DOMAINS = (
+    "gmail.com", "googlemail.com", "hotmail.com", "outlook.com", "live.com", "yahoo.com",
+    "icloud.com", "me.com", "protonmail.com", "proton.me", "qq.com", "163.com", "126.com",
+    "foxmail.com", "mail.ru", "yandex.ru", "gmx.de", "web.de", "fastmail.com",
+)
+#: Addresses that hide the author's affiliation: their authors count as "unknown".
+DEFAULT_UNKNOWN_DOMAINS = ("users.noreply.github.com", "noreply.github.com", "localhost")
+
+
+class CommunityTable(ConfigModel):
+    """``[community]``: how the community metrics (fwsurvey.collectors.metrics) count.
+
+    ``bots`` and ``bot_patterns`` (``*`` and ``?`` wildcards, case-insensitive) mark machine
+    accounts; ``organizations`` maps an e-mail domain (and its subdomains) to the
+    organisation behind it; the windows are in days, ending at the time of the data.
+    """
+
+    bots: list[Annotated[str, AfterValidator(_non_empty)]] = list(DEFAULT_BOTS)
+    bot_patterns: list[Annotated[str, AfterValidator(_non_empty)]] = list(DEFAULT_BOT_PATTERNS)
+    organizations: dict[Domain, Annotated[str, AfterValidator(_non_empty)]] = {}
+    personal_domains: list[Domain] = list(DEFAULT_PERSONAL_DOMAINS)
+    unknown_domains: list[Domain] = list(DEFAULT_UNKNOWN_DOMAINS)
+    #: Issues and pull requests opened in this window: time to first response, closure ratio.
+    issue_window_days: Days = 90
+    #: Releases, git commits and authors, the recent absence factor and organisation shares.
+    activity_window_days: Days = 365
+    #: Scorecard's "Maintained" look-back.
+    maintained_days: Days = 90
+
+
 class ConfigFile(ConfigModel):
     """The whole ``fwsurvey.toml``."""
 
@@ -232,6 +289,7 @@ class ConfigFile(ConfigModel):
     sources: dict[str, SourceTable] = {}
     analyzers: dict[str, Any] = {}
     kernels: dict[str, Any] = {}
+    community: CommunityTable = CommunityTable()
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -285,6 +343,7 @@ def parse_config(raw: dict[str, Any], path: Path, sha256: str = "") -> SurveyCon
         analyzers=file.analyzers,
         kernels=file.kernels,
         claims=_resolve(base, survey.claims) if survey.claims else None,
+        community=file.community,
     )
 
 

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 TRACKED_DISTRIBUTIONS = (
     "fwsurvey", "pypi-simple", "requests", "sqlite-utils", "datasette", "PyGithub",
     "libcst", "radon", "torch", "jax", "jaxlib", "trax", "tensorflow", "numpy",
+    "huggingface_hub",
 )
 
 

@@ -750,6 +750,232 @@ def m011_surface_rules(db: Database) -> None:
     """)
 
 
+@migrations()
+def m012_git_scale(db: Database) -> None:
+    """Git histories at pytorch scale (issue #15): what a commit is (merge, committer), whether
+    its file stats could be read (blobless clones, missing blobs), whether a force-push left
+    it behind, and which tags the newest run still saw.
+
+    Rows stored before have stats read the old way (all or nothing): 'ok'. ``last_seen_run_id``
+    follows ``run_id`` through triggers, since the collector does not know its run's id.
+    """
+    db.executescript("""
+    ALTER TABLE git_commits ADD COLUMN parents INTEGER;
+    ALTER TABLE git_commits ADD COLUMN stats_status TEXT;
+    ALTER TABLE git_commits ADD COLUMN reachable INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE git_commits ADD COLUMN committer_email TEXT;
+    UPDATE git_commits SET stats_status = 'ok';
+    ALTER TABLE git_tags ADD COLUMN last_seen_run_id INTEGER;
+    UPDATE git_tags SET last_seen_run_id = run_id;
+    CREATE TRIGGER git_tags_seen_insert AFTER INSERT ON git_tags BEGIN
+        UPDATE git_tags SET last_seen_run_id = NEW.run_id
+        WHERE framework = NEW.framework AND tag = NEW.tag;
+    END;
+    CREATE TRIGGER git_tags_seen_update AFTER UPDATE OF run_id ON git_tags BEGIN
+        UPDATE git_tags SET last_seen_run_id = NEW.run_id
+        WHERE framework = NEW.framework AND tag = NEW.tag;
+    END;
+    CREATE VIEW git_tags_current AS
+        SELECT t.* FROM git_tags t
+        JOIN (SELECT framework, MAX(run_id) AS run_id FROM git_repos GROUP BY framework) latest
+        ON t.framework = latest.framework AND t.last_seen_run_id = latest.run_id;
+    DROP VIEW git_monthly_activity;
+    CREATE VIEW git_monthly_activity AS
+        SELECT framework, substr(committed_at, 1, 7) AS month, count(*) AS commits,
+               count(DISTINCT author_email) AS authors,
+               sum(CASE WHEN stats_status = 'ok' THEN files_changed END) AS files_changed,
+               sum(CASE WHEN stats_status = 'ok' THEN insertions END) AS insertions,
+               sum(CASE WHEN stats_status = 'ok' THEN deletions END) AS deletions,
+               sum(stats_status IS NOT 'ok') AS commits_without_stats
+        FROM git_commits
+        WHERE reachable = 1 AND (parents IS NULL OR parents <= 1)
+        GROUP BY framework, month;
+    """)
+
+
+@migrations()
+def m013_github_items(db: Database) -> None:
+    """GitHub items at pytorch scale (issue #15): each responder's earliest response to an
+    issue or pull request (comments, reviews, review comments; bots and authors are told at
+    metric time), when an issue's responses were looked up, which releases, contributors and
+    issues the newest listing still saw, and which parts of a repository GitHub would not give.
+    """
+    db.executescript(f"""
+    ALTER TABLE github_issues ADD COLUMN responses_checked_at TEXT;
+    ALTER TABLE github_issues ADD COLUMN last_seen_run_id INTEGER;
+    ALTER TABLE github_releases ADD COLUMN last_seen_run_id INTEGER;
+    ALTER TABLE github_contributors ADD COLUMN last_seen_run_id INTEGER;
+    ALTER TABLE github_repos ADD COLUMN unavailable TEXT;
+    UPDATE github_issues SET last_seen_run_id = run_id;
+    UPDATE github_releases SET last_seen_run_id = run_id;
+    UPDATE github_contributors SET last_seen_run_id = run_id;
+    CREATE TABLE github_responses (
+        repo TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        framework TEXT NOT NULL,
+        responder TEXT NOT NULL,
+        responder_type TEXT,
+        author_association TEXT,
+        kind TEXT NOT NULL,
+        responded_at TEXT NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs(id),
+        {PROVENANCE},
+        PRIMARY KEY (repo, number, responder)
+    );
+    CREATE INDEX github_issues_checked ON github_issues(repo, responses_checked_at);
+    CREATE VIEW github_releases_current AS
+        SELECT r.* FROM github_releases r
+        JOIN (SELECT repo, kind, MAX(last_seen_run_id) AS run_id FROM github_releases
+              GROUP BY repo, kind) latest
+        ON r.repo = latest.repo AND r.kind = latest.kind AND r.last_seen_run_id = latest.run_id;
+    CREATE VIEW github_contributors_current AS
+        SELECT c.* FROM github_contributors c
+        JOIN (SELECT repo, MAX(last_seen_run_id) AS run_id FROM github_contributors
+              GROUP BY repo) latest
+        ON c.repo = latest.repo AND c.last_seen_run_id = latest.run_id;
+    """)
+
+
+@migrations()
+def m014_community_metrics(db: Database) -> None:
+    """Community metrics computed from the stored items at the claims stage (issue #15): how
+    much of the sample was looked up and answered, the definition each value follows, and
+    who backs a framework (commit and author shares by organisation)."""
+    db.executescript(f"""
+    ALTER TABLE community_metrics ADD COLUMN answered_share REAL;
+    ALTER TABLE community_metrics ADD COLUMN looked_up_share REAL;
+    ALTER TABLE community_metrics ADD COLUMN definition TEXT;
+    DROP VIEW community_metrics_latest;
+    CREATE VIEW community_metrics_latest AS
+        SELECT m.* FROM community_metrics m
+        JOIN (SELECT source, item, metric, MAX(run_id) AS run_id FROM community_metrics
+              GROUP BY source, item, metric) latest
+        USING (source, item, metric, run_id);
+    CREATE TABLE community_org_shares (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        period TEXT NOT NULL,
+        org TEXT NOT NULL,
+        commits INTEGER NOT NULL,
+        commit_share REAL NOT NULL,
+        authors INTEGER NOT NULL,
+        author_share REAL NOT NULL,
+        window_start TEXT,
+        window_end TEXT NOT NULL,
+        basis TEXT NOT NULL,
+        PRIMARY KEY (run_id, framework, period, org)
+    );
+    CREATE VIEW community_org_shares_latest AS
+        SELECT o.* FROM community_org_shares o
+        JOIN (SELECT framework, MAX(run_id) AS run_id FROM community_org_shares
+              GROUP BY framework) latest
+        USING (framework, run_id);
+    """)
+
+
+@migrations()
+def m015_package_sources(db: Database) -> None:
+    """Package sources at scale (issue #15): an index without upload times leaves the
+    12-month release count unknown (NULL, no longer 0); releases carry the last run that saw
+    them, so a deleted release drops out of ``pypi_releases_current``; a documentation crawl
+    says how many responses it read and how many pages failed."""
+    # SQLite cannot drop a NOT NULL in place: rebuild the table (same columns, same order).
+    db["pypi_packages"].transform(not_null={"releases_last_12_months": False})
+    db.executescript("""
+    ALTER TABLE pypi_releases ADD COLUMN last_seen_run_id INTEGER;
+    UPDATE pypi_releases SET last_seen_run_id = run_id;
+    CREATE VIEW pypi_releases_current AS
+        SELECT r.* FROM pypi_releases r
+        JOIN (SELECT package, MAX(run_id) AS run_id FROM pypi_packages GROUP BY package) p
+          ON p.package = r.package
+        WHERE r.last_seen_run_id >= p.run_id;
+    ALTER TABLE docs_metrics ADD COLUMN responses INTEGER;
+    ALTER TABLE docs_metrics ADD COLUMN pages_failed INTEGER;
+    """)
+
+
+@migrations()
+def m016_executor(db: Database) -> None:
+    """Where each training job ran (issue #16): the executor (local or ray) and the node."""
+    db.executescript("""
+    ALTER TABLE kernel_runs ADD COLUMN executor TEXT;
+    ALTER TABLE kernel_runs ADD COLUMN node TEXT;
+    ALTER TABLE kernel_scaling ADD COLUMN executor TEXT;
+    ALTER TABLE kernel_scaling ADD COLUMN node TEXT;
+    """)
+
+
+@migrations()
+def m017_hub(db: Database) -> None:
+    """Shared and pre-trained models (issue #14): model counts per framework tag on the
+    Hugging Face Hub, with the exact query, whether the count is complete or a lower bound
+    (the listing was capped), the client's version, and the top models by downloads."""
+    db.executescript(f"""
+    CREATE TABLE hub_model_counts (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        library_tag TEXT NOT NULL,
+        primary_tag INTEGER NOT NULL,
+        query TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        model_count INTEGER NOT NULL,
+        complete INTEGER NOT NULL,
+        max_models INTEGER NOT NULL,
+        requests INTEGER,
+        client_version TEXT NOT NULL,
+        PRIMARY KEY (run_id, framework, library_tag)
+    );
+    CREATE VIEW hub_model_counts_latest AS
+        SELECT h.* FROM hub_model_counts h
+        JOIN (SELECT framework, library_tag, MAX(run_id) AS run_id FROM hub_model_counts
+              GROUP BY framework, library_tag) latest
+        USING (framework, library_tag, run_id);
+    CREATE TABLE hub_top_models (
+        {PROVENANCE},
+        framework TEXT NOT NULL,
+        library_tag TEXT NOT NULL,
+        rank INTEGER NOT NULL,
+        model_id TEXT NOT NULL,
+        downloads INTEGER,
+        likes INTEGER,
+        last_modified TEXT,
+        query TEXT NOT NULL,
+        PRIMARY KEY (run_id, framework, library_tag, rank)
+    );
+    """)
+
+
+@migrations()
+def m018_experiments(db: Database) -> None:
+    """The experiments of issue #14 (control flow, hybrid code, visualization): torch.compile
+    graph breaks per training job, and what each task's own ``checks.py`` observed in a job
+    (``kernel_checks``: one row per check, e.g. whether recursion ran, the padding it needed)."""
+    db.executescript(f"""
+    ALTER TABLE kernel_runs ADD COLUMN graph_breaks INTEGER;
+    CREATE TABLE kernel_checks (
+        {PROVENANCE},
+        job TEXT NOT NULL,
+        task TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        device TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        ok INTEGER,
+        value REAL,
+        unit TEXT,
+        detail TEXT,
+        PRIMARY KEY (run_id, job, check_name)
+    );
+    CREATE VIEW kernel_checks_latest AS
+        SELECT c.* FROM kernel_checks c
+        JOIN (SELECT job, check_name, MAX(run_id) AS run_id FROM kernel_checks
+              GROUP BY job, check_name) latest
+        USING (job, check_name, run_id);
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How the store writes one table, read off the table's definition.

@@ -4,6 +4,11 @@ A collector turns the configuration into a list of items (a package, a repositor
 each item into :class:`Record` objects. It never writes to the store: its stage gathers
 the records of a whole source and the store writes them in one transaction, so a failure
 halfway through a source leaves the previous data untouched.
+
+A long item (a big repository's issues, a long git history) may be fetched as a generator
+that yields :class:`Checkpoint` markers between its records: at each one the stage commits
+everything yielded so far (rows and the ``source_state`` watermark that resumes after them),
+so a fault or a killed process later in the source keeps every batch already committed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,19 @@ class Record:
 
     table: str
     row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Yielded by :meth:`Collector.fetch` between records: commit everything yielded so far.
+
+    The records before it (with the state record of the batch they complete, yielded before
+    the marker) are written and committed in one transaction. Records yielded after the last
+    checkpoint of an item that then fails are dropped: only whole batches are kept, so a
+    watermark never runs ahead of the rows it covers. ``note`` says what the batch was (logs).
+    """
+
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,8 +132,13 @@ class Collector(ABC):
         """The items this source covers under the current configuration."""
 
     @abstractmethod
-    def fetch(self, item: Item) -> Iterable[Record]:
-        """Fetch one item. Raises ItemNotFound or SourceUnreachable for expected failures."""
+    def fetch(self, item: Item) -> Iterable[Record | Checkpoint]:
+        """Fetch one item: its records, optionally in batches separated by :class:`Checkpoint`.
+
+        Raises ItemNotFound (the item does not exist), PartialItem (part of it fetched) or
+        SourceUnreachable (the whole source is gone: the remaining items are not attempted).
+        Any other exception fails this item only (kind ``error``); the next item runs.
+        """
 
     @abstractmethod
     def check(self) -> Reachability:

@@ -9,6 +9,11 @@ progress, the status (ok / partial / unreachable / error / skipped) and the writ
 unit's rows together with its outcome in one transaction. A unit that raises writes nothing
 but its outcome, so a failure halfway leaves the previous data intact.
 
+A unit whose work is long (a source of big repositories) may commit in batches with
+:meth:`Tally.checkpoint`: the rows tallied so far are written and committed at once, so a
+fault or a killed process keeps them; the outcome is still written at the end. A unit that
+never calls it keeps the one transaction.
+
 Each domain package owns its ``stage.py`` (``fwsurvey.collectors.stage``, ...); the
 application (``fwsurvey.pipeline``) registers them in run order and runs them in a loop.
 """
@@ -17,8 +22,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from fwsurvey.config import SurveyConfig
@@ -72,9 +78,21 @@ class StageContext:
     artifacts: dict[str, Any] = field(default_factory=dict)
 
 
+class BatchWriteFailed(UnitFailed):
+    """A batch commit (:meth:`Tally.checkpoint`) failed: the unit stops, earlier batches stay.
+
+    A unit that isolates item faults must let this through: the store, not an item, failed.
+    """
+
+
 @dataclass
 class Tally:
-    """What one unit produced: rows to write, items done, items that failed."""
+    """What one unit produced: rows to write, items done, items that failed.
+
+    ``records`` holds the rows not yet committed; ``rows_committed`` counts those that
+    :meth:`checkpoint` already wrote. ``commit`` (set by :func:`run_unit`) writes one batch in
+    its own transaction and returns the rows written.
+    """
 
     source: str
     progress: Progress
@@ -82,6 +100,9 @@ class Tally:
     errors: list[ItemError] = field(default_factory=list)
     items_ok: int = 0
     total: int | None = None
+    commit: Callable[[list[Record]], int] | None = None
+    rows_committed: int = 0
+    batches_committed: int = 0
 
     def start(self, total: int) -> None:
         """Say how many items the unit will work through (shows a progress bar)."""
@@ -96,6 +117,25 @@ class Tally:
         self.records.extend(records)
         self.items_ok += 1
         self.progress.item_done(self.source, item)
+
+    def checkpoint(self, note: str = "") -> int:
+        """Write and commit every record tallied so far; return the rows written.
+
+        Without a ``commit`` (a tally outside :func:`run_unit`) the records stay for the end.
+        Raises :class:`BatchWriteFailed` when the write fails (nothing of this batch is kept).
+        """
+        if self.commit is None or not self.records:
+            return 0
+        try:
+            written = self.commit(self.records)
+        except Exception as exc:  # noqa: BLE001 - reworded for the unit's outcome
+            raise BatchWriteFailed(f"writing a batch failed ({note or 'checkpoint'}):"
+                                   f" {type(exc).__name__}: {exc}") from exc
+        log.debug("%s: committed %d rows (%s)", self.source, written, note or "checkpoint")
+        self.records = []
+        self.rows_committed += written
+        self.batches_committed += 1
+        return written
 
     def fail(self, item: str, kind: str, message: str, *, advance: bool = True) -> None:
         """One item failed (``not_found``, ``unreachable``, ``incomplete``, ``error``, ...)."""
@@ -128,7 +168,7 @@ class Unit(ABC):
         unreachable = [e for e in tally.errors if e.kind == "unreachable"]
         if tally.items_ok == 0 and unreachable:
             return "unreachable", unreachable[0].message
-        if tally.items_ok == 0 and not tally.records:
+        if tally.items_ok == 0 and not tally.records and not tally.rows_committed:
             return "error", f"no {self.noun.rstrip('s')} could be {self.verb}"
         return "partial", (f"{len(tally.errors)} of {len(tally.errors) + tally.items_ok}"
                            f" {self.noun} not {self.verb}")
@@ -170,10 +210,12 @@ def run_unit(ctx: StageContext, stage: str, unit: Unit) -> SourceOutcome:
     """Run one unit and write its rows with its outcome in one transaction.
 
     An exception from the unit (a bug, or an answer nobody planned for) stores the unit as
-    ``error`` with the reason and its item errors, and none of its rows; the run goes on.
+    ``error`` with the reason and its item errors, and none of its uncommitted rows (batches
+    the unit committed with :meth:`Tally.checkpoint` stay); the run goes on.
     """
     started = utcnow()
     tally = Tally(unit.source, ctx.progress)
+    tally.commit = partial(ctx.store.write_records, ctx.run_id, unit.source)
     try:
         unit.run(ctx, tally)
     except UnitSkipped as exc:
@@ -186,7 +228,7 @@ def run_unit(ctx: StageContext, stage: str, unit: Unit) -> SourceOutcome:
         outcome = SourceOutcome(stage, unit.source, "error", started, utcnow(), reason=reason,
                                 errors=tally.errors)
         unit.close()
-        ctx.store.write_source(ctx.run_id, outcome)
+        ctx.store.write_source(ctx.run_id, outcome, rows_before=tally.rows_committed)
         ctx.progress.source_finished(outcome)
         return outcome
     unit.close()
@@ -194,12 +236,13 @@ def run_unit(ctx: StageContext, stage: str, unit: Unit) -> SourceOutcome:
     outcome = SourceOutcome(stage, unit.source, status, started, utcnow(), reason=reason,
                             items_ok=tally.items_ok, errors=tally.errors)
     try:
-        ctx.store.write_source(ctx.run_id, outcome, tally.records)
+        ctx.store.write_source(ctx.run_id, outcome, tally.records,
+                               rows_before=tally.rows_committed)
     except Exception as exc:  # noqa: BLE001 - the transaction rolled back: record why
         log.debug("writing %s %s failed", stage, unit.source, exc_info=True)
         outcome = SourceOutcome(stage, unit.source, "error", started, utcnow(),
                                 reason=f"writing failed: {type(exc).__name__}: {exc}",
                                 errors=tally.errors)
-        ctx.store.write_source(ctx.run_id, outcome)
+        ctx.store.write_source(ctx.run_id, outcome, rows_before=tally.rows_committed)
     ctx.progress.source_finished(outcome)
     return outcome

@@ -96,6 +96,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self._tables: dict[str, TableSpec] | None = None
+        self._last_seen: set[str] | None = None
         if self.path.is_dir():
             raise StoreError(self.path, "is a folder, not a database file: pass the path of a"
                                         " database file (--db)")
@@ -214,12 +215,35 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------
 
+    def write_records(self, run_id: int, source: str, records: Iterable[Record]) -> int:
+        """Write one batch of a source's records in its own transaction; return rows written.
+
+        A source that commits in batches (``fwsurvey.sources.Checkpoint``) calls this per batch,
+        so a fault or a kill later keeps every batch committed; its outcome comes last with
+        :meth:`write_source` (``rows_before`` = what the batches wrote).
+        """
+        by_table = self._by_table(records)
+        scrub = redactor()
+        with self._translated(), self.db.atomic():
+            return sum(self._write_rows(table, rows, run_id, source, scrub)
+                       for table, rows in by_table.items())
+
+    def _by_table(self, records: Iterable[Record]) -> dict[str, list[dict[str, Any]]]:
+        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            if record.table not in self.tables:
+                raise ValueError(f"no table spec for {record.table!r}")
+            by_table[record.table].append(record.row)
+        return by_table
+
     def write_source(self, run_id: int, outcome: SourceOutcome,
-                     records: Iterable[Record] = ()) -> int:
+                     records: Iterable[Record] = (), *, rows_before: int = 0) -> int:
         """Write a source's records and its outcome in one transaction; return rows written.
 
         Secret values are redacted from every string written; the outcome's reason and item
         errors are redacted in place, so what the caller shows is what was stored.
+        ``rows_before``: rows the source already committed in batches (:meth:`write_records`),
+        counted in the outcome's ``rows_written``.
         """
         assert outcome.status in SOURCE_STATUSES, outcome.status
         scrub = redactor()
@@ -227,11 +251,7 @@ class Store:
             outcome.reason = scrub(outcome.reason)
         outcome.errors[:] = [ItemError(scrub(e.item), e.kind, scrub(e.message))
                              for e in outcome.errors]
-        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for record in records:
-            if record.table not in self.tables:
-                raise ValueError(f"no table spec for {record.table!r}")
-            by_table[record.table].append(record.row)
+        by_table = self._by_table(records)
         written = 0
         with self._translated(), self.db.atomic():
             for table, rows in by_table.items():
@@ -241,7 +261,8 @@ class Store:
                 " items_ok, items_failed, rows_written, started_at, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, outcome.stage, outcome.source, outcome.status, outcome.reason,
-                 outcome.items_ok, len(outcome.errors), written, outcome.started_at,
+                 outcome.items_ok, len(outcome.errors), rows_before + written,
+                 outcome.started_at,
                  outcome.finished_at])
             for err in outcome.errors:
                 self.db.execute(
@@ -251,14 +272,26 @@ class Store:
                      outcome.finished_at])
         return written
 
+    def _last_seen_tables(self) -> set[str]:
+        """Tables with a ``last_seen_run_id`` column (read once, like :attr:`tables`)."""
+        if self._last_seen is None:
+            self._last_seen = {name for name in self.tables
+                               if "last_seen_run_id" in self.db[name].columns_dict}
+        return self._last_seen
+
     def _write_rows(self, table: str, rows: list[dict[str, Any]], run_id: int,
                     source: str, scrub: Callable[[str], str]) -> int:
         spec = self.tables[table]
+        # A table with last_seen_run_id (issue #15) gets the run that wrote the row, unless
+        # the row says otherwise: "current" views drop items a later fetch no longer lists.
+        seen = table in self._last_seen_tables()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             row = {**row, "run_id": run_id, "source": source}
             if spec.kind == "fact":
                 row["first_run_id"] = run_id
+            if seen and "last_seen_run_id" not in row:
+                row["last_seen_run_id"] = run_id
             groups[tuple(row)].append(row)
         for columns, group in groups.items():
             names = ", ".join(f'"{c}"' for c in columns)

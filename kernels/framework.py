@@ -380,6 +380,13 @@ class FrameworkAdapter(ABC):
     def compile_counter(self) -> CompileCounter:
         return CompileCounter()
 
+    def graph_breaks(self) -> int | None:
+        """Graph breaks the framework's compiler took in this process so far (the job's own
+        process: since the job started), or None where the framework has no such notion
+        (a tracer that fails instead of breaking the graph, or no compiler in this mode).
+        The harness records it as ``result["graph_breaks"]`` at the end of a job."""
+        return None
+
     def peak_memory_mb(self, device: str) -> tuple[float | None, str]:
         """Peak memory: the device's on a GPU, the process's resident set on a CPU."""
         return rss_peak_mb(), "rss"

@@ -32,16 +32,21 @@ every rank runs this module and only rank 0 reports.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import json
 import math
 import os
+import pathlib
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
 
+from fwsurvey import frames as frame_lookup
 from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.flops import device_peak_flops, transformer_flops_per_step
 from fwsurvey.kernels.framework import DataClock, FrameworkAdapter, StepSample
@@ -333,9 +338,59 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
                          if (peak and median) else None)
     else:
         result["matmul_precision"] = adapter.matmul_precision(spec["precision"], job["device"])
+    result["graph_breaks"] = adapter.graph_breaks()
     if parallel:
         parallel.close()
+    else:
+        result["checks"] = run_checks(job, spec, result, announce=True)
     return result
+
+
+#: The keys of one check a task's ``checks()`` returns (``kernel_checks``' columns).
+CHECK_KEYS = ("check", "ok", "value", "unit", "detail")
+
+
+def run_checks(job: dict[str, Any], spec: dict[str, Any], result: dict[str, Any],
+               announce: bool = False) -> list[dict[str, Any]] | None:
+    """What the task's own ``checks.py`` observes in this job, or None when it has none.
+
+    ``checks.py`` sits next to the implementation (``kernels/<task>/checks.py``): harness
+    code of the task (what its experiment records: did recursion run, what padding it
+    needed...), never a scored file. Its ``checks(framework, mode, spec, workdir, result)``
+    returns a list of ``{"check", "ok", "value", "unit", "detail"}``; each becomes one
+    ``kernel_checks`` row. A ``checks()`` that raises (or returns something else) is one
+    check named ``checks`` with ``ok`` False and the error: the job's outcome stays what
+    the training made it. ``announce``: a ``checks`` phase is emitted first (its own
+    timeout; not after a failure, whose phase is where the job stopped).
+    """
+    name = job["module"].rpartition(".")[0] + ".checks"
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    if announce:
+        emit("phase", phase="checks")
+    try:
+        module = importlib.import_module(name)
+        workdir = pathlib.Path(spec.get("workdir") or tempfile.gettempdir())
+        found = module.checks(job["framework"], job.get("mode", ""), spec, workdir, result)
+        checks = []
+        for entry in found:
+            unknown = set(entry) - set(CHECK_KEYS)
+            if "check" not in entry or unknown:
+                raise ValueError(f"a check needs 'check' and only {CHECK_KEYS}: {entry!r}")
+            value = entry.get("value")
+            ok = entry.get("ok")
+            checks.append({"check": str(entry["check"]),
+                           "ok": None if ok is None else bool(ok),
+                           "value": None if value is None else float(value),
+                           "unit": entry.get("unit"), "detail": entry.get("detail")})
+        return checks
+    except Exception as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return [{"check": "checks", "ok": False, "value": None, "unit": None,
+                 "detail": f"checks() raised: {text[-1000:]}"}]
 
 
 def _steady_payload(result: dict[str, Any], training: Training) -> dict[str, Any]:
@@ -348,6 +403,9 @@ def _steady_payload(result: dict[str, Any], training: Training) -> dict[str, Any
 def main() -> None:
     global REPORTING
     job = json.loads(sys.argv[1])
+    # Answers the import-time frame lookups of synthetic files at once (see fwsurvey/frames.py):
+    # same results, a fraction of Trax's import time. Before any framework is imported.
+    frame_lookup.install()
     if job["device"] == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     # Under a launcher that starts N processes (torchrun), one of them reports.
@@ -363,8 +421,17 @@ def main() -> None:
         oom = (isinstance(exc, MemoryError) or "out of memory" in text.lower()
                or "RESOURCE_EXHAUSTED" in text)
         # What was measured before the failure (the steady windows) is kept.
-        emit("result", **{**partial, "status": "oom" if oom else "crashed",
-                          "error": text[-2000:], "traceback": traceback.format_exc()[-4000:]})
+        failed = {**partial, "status": "oom" if oom else "crashed", "error": text[-2000:],
+                  "traceback": traceback.format_exc()[-4000:]}
+        if not job.get("n_devices") and not oom:
+            # Cheap, and what an experiment most needs to see: the breaks before the crash,
+            # and the task's checks of a job that did not run through (e.g. "runs": no).
+            with contextlib.suppress(Exception):
+                failed["graph_breaks"] = ADAPTERS[job["framework"]].graph_breaks()
+            spec = {**job["spec"], "device": job["device"],
+                    "precision": job.get("precision", "fp32")}
+            failed["checks"] = run_checks(job, spec, failed)
+        emit("result", **failed)
         if job.get("n_devices"):
             sys.exit(1)  # torchrun then stops the other ranks instead of leaving them waiting
         return

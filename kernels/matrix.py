@@ -45,15 +45,21 @@ def _adapters(task: Task, frameworks: list[str]) -> list[FrameworkAdapter]:
 def train_jobs(tasks: list[Task], frameworks: list[str], profile: str, device: str,
                gpus: list[str] | None = None) -> list[Job]:
     """Every (task, framework, mode) to train, in a stable order: in fp32 on every side, and
-    also in bf16 (variant ``bf16``, a separate comparison) where the adapter says so."""
+    also in bf16 (variant ``bf16``, a separate comparison) where the adapter says so. A task's
+    jobs carry its ``experiment`` label (``train`` for the reference trainings) and, where
+    its spec names ``modes``, only those modes."""
     jobs = []
     for task in tasks:
+        experiment = task.spec.get("experiment", "train")
+        only = task.spec.get("modes")
         for adapter in _adapters(task, frameworks):
             for mode in adapter.mode_names:
+                if only is not None and mode not in only:
+                    continue
                 spec = {**task.profile(profile), **adapter.mode_spec(mode)}
                 for precision in adapter.precisions(device, profile, spec):
                     variant = "default" if precision == "fp32" else precision
-                    jobs.append(_job(task, adapter, mode, spec, device, profile, "train",
+                    jobs.append(_job(task, adapter, mode, spec, device, profile, experiment,
                                      variant, precision, gpus))
     return jobs
 

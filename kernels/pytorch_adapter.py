@@ -305,6 +305,24 @@ class PyTorchAdapter(FrameworkAdapter):
     def compile_counter(self) -> CompileCounter:
         return TorchCompileCounter()
 
+    def graph_breaks(self) -> int | None:
+        """Every graph break dynamo took, as its graph-break registry names them: those it
+        resumed after, splitting the frame (``torch._dynamo.utils.counters["graph_break"]``),
+        and those that made it run a frame in eager instead (``counters["unimplemented"]``:
+        a data-dependent ``while`` on a tensor, a break inside a loop, the recompile limit
+        reached); counted once per trace that met them, summed. None when dynamo traced no
+        frame in this job's process (eager mode: nothing was compiled, nothing could break)."""
+        import sys
+
+        if "torch._dynamo" not in sys.modules:
+            return None
+        from torch._dynamo.utils import counters
+
+        if not counters["frames"]["total"]:
+            return None
+        return int(sum(counters["graph_break"].values())
+                   + sum(counters["unimplemented"].values()))
+
     def peak_memory_mb(self, device: str) -> tuple[float | None, str]:
         if device.startswith("cuda"):
             import torch

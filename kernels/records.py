@@ -1,11 +1,16 @@
 """The rows a training job contributes: ``kernel_runs``, ``kernel_curves``,
-``kernel_samples`` (every timed step, window by window) and, for the data-parallel runs,
+``kernel_samples`` (every timed step, window by window), ``kernel_checks`` (what the task's
+own ``checks.py`` observed) and, for the data-parallel runs,
 ``kernel_scaling`` (each N compared with its 1-device baseline).
 
 Every job's rows carry its **outcome** (:func:`outcome`) — a failure is that framework's
 result on that task, not missing data — and its **fingerprint** (:func:`fingerprint`): the
 environment its timings belong to. Samples with the same fingerprint are comparable across
 runs, so the verdicts can pool them.
+
+Where a job ran is part of its row too: ``executor`` (local or ray) and ``node`` (host, and on
+Ray the node id and the GPU ids it was given), which the train stage adds to the job's result
+(:func:`placed`) once its executor has said.
 """
 
 from __future__ import annotations
@@ -34,13 +39,23 @@ SIMULATED_NOTE = ("N devices simulated on one CPU: this checks correctness and m
                   "not speed")
 
 
+def placed(result: dict[str, Any], executor: str, node: str | None) -> dict[str, Any]:
+    """``result`` with where it ran: the executor's name and the node (None if unknown)."""
+    return {**result, "executor": executor, "node": node}
+
+
+#: Runs that measure compilation or data-parallel parity, not quality: no target there. Every
+#: other experiment label is a task's own training (``train``, an experiment's tasks).
+NO_TARGET = ("dynamic", "scaling")
+
+
 def outcome(job: Job, result: dict[str, Any]) -> str:
     """How the job ended, as evidence: ``ok``; ``missed_target`` when it trained but its
     final evaluation misses the task's quality target; otherwise how it failed
     (``crashed``, ``oom``, ``timeout``, ``wrong_device``, ``unsupported``)."""
     status = result.get("status")
     if status == "ok":
-        if job.experiment == "train" and target_reached(
+        if job.experiment not in NO_TARGET and target_reached(
                 job.spec, result.get("metrics") or {}) is False:
             return "missed_target"
         return "ok"
@@ -111,8 +126,8 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "eval_metric": metric, "eval_value": metrics.get(metric),
         "target": spec.get("target"), "target_mode": spec.get("target_mode", "min"),
         # The dynamic experiment measures compilation, not quality: no target there.
-        "reached_target": (target_reached(spec, metrics) if job.experiment == "train"
-                           else None),
+        "reached_target": (target_reached(spec, metrics)
+                           if job.experiment not in NO_TARGET else None),
         "compiles_total": result.get("compiles_total"),
         "compiles_timed": result.get("compiles_timed"),
         "compile_s_total": result.get("compile_s_total"),
@@ -131,9 +146,32 @@ def job_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Recor
         "compute_ms_median": result.get("compute_ms_median"),
         "matmul_precision": result.get("matmul_precision"),
         "eval_s": result.get("eval_s"),
+        "executor": result.get("executor"), "node": result.get("node"),
+        "graph_breaks": result.get("graph_breaks"),
     }
     return [Record("kernel_runs", row), *curve_records(job, losses, fetched_at),
-            *sample_records(job, result, print_, samples, fetched_at)]
+            *sample_records(job, result, print_, samples, fetched_at),
+            *check_records(job, result, fetched_at)]
+
+
+def check_records(job: Job, result: dict[str, Any], fetched_at: str) -> list[Record]:
+    """One ``kernel_checks`` row per check the task's ``checks.py`` made in this job
+    (``result["checks"]``, see :func:`fwsurvey.kernels.harness.run_checks`); a name met
+    twice keeps its first entry (the table's key is the job and the check's name)."""
+    rows, seen = [], set()
+    for entry in result.get("checks") or []:
+        name = entry.get("check")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        ok = entry.get("ok")
+        rows.append(Record("kernel_checks", {
+            "job": job.key, "task": job.task, "framework": job.framework, "mode": job.mode,
+            "experiment": job.experiment, "variant": job.variant, "device": job.device,
+            "check_name": name, "ok": None if ok is None else int(bool(ok)),
+            "value": entry.get("value"), "unit": entry.get("unit"),
+            "detail": entry.get("detail"), "fetched_at": fetched_at}))
+    return rows
 
 
 def sample_records(job: Job, result: dict[str, Any], print_: str, samples: list[list[float]],
@@ -214,6 +252,7 @@ def scaling_records(runs: list[tuple[Job, dict[str, Any], str]]) -> list[Record]
             "mfu": result.get("mfu"), "peak_mem_mb": result.get("peak_mem_mb"),
             "mem_kind": result.get("mem_kind"),
             "wall_s": result.get("wall_s"), "fetched_at": fetched_at,
+            "executor": result.get("executor"), "node": result.get("node"),
         }
         records.append(Record("kernel_scaling", row))
         records += curve_records(job, losses, fetched_at)

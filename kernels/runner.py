@@ -8,10 +8,15 @@ the final evaluation), so a timeout in the evaluation still stores the step time
 
 A phase's limit covers all the time spent in that phase: the steady windows share the
 ``steady`` limit, the evaluations after each window share the ``eval`` limit.
+
+The job's subprocess dies with the process that started it (``PR_SET_PDEATHSIG`` on Linux):
+when an executor's worker is lost mid-job (a Ray worker killed, its node gone), the training
+it started does not go on alone, holding the device the next job is given.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -79,6 +84,38 @@ class Job:
                 self.payload()]
 
 
+def _libc_prctl() -> Any:
+    """libc's prctl, resolved once here: the child calls it between fork and exec, where
+    loading a library (taking locks another thread may hold) is not safe."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it with SIGKILL when its parent dies."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def run_placed_job(job: Job) -> dict[str, Any]:
+    """Run one job where an executor placed it (a Ray task): on a GPU job, the devices are
+    the ones the executor gave this process (Ray sets ``CUDA_VISIBLE_DEVICES``), not the ids
+    planned on the driver, which may have no GPU at all or other ones."""
+    assigned = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if job.device != "cpu" and assigned:
+        env = {k: v for k, v in job.env.items() if k != "CUDA_VISIBLE_DEVICES"}
+        job = Job(**{**job.__dict__, "env": env})
+    return run_job(job)
+
+
 def _reader(stream, lines: queue.Queue) -> None:
     for line in stream:
         lines.put(line)
@@ -111,7 +148,7 @@ def _run_in(job: Job, env: dict[str, str], started: float, workdir: str) -> dict
     proc = subprocess.Popen(
         job.command(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_die_with_parent if _PRCTL is not None else None)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     err_lines: list[str] = []

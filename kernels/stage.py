@@ -7,27 +7,44 @@ is stored with its status and the phase it reached; the matrix goes on.
 
 What ``fwsurvey run`` trains is the ``[kernels]`` table of ``fwsurvey.toml``
 (:class:`KernelsTable`); ``fwsurvey train`` passes its options instead (:class:`TrainOptions`).
+
+Where jobs run is the executor's business (:mod:`fwsurvey.executor`): ``local`` runs them one
+after the other from this process, as before; ``ray`` sends the whole matrix to a Ray cluster
+at once, each job a task that starts the same fresh harness subprocess with the same phase
+timeouts on the node it lands on. Each job declares its resources: one GPU for a
+single-device GPU job, N for a scaling job on N GPUs, and a share of a node's CPUs: by
+default (``jobs_per_node = 1``) all of them, so no timing is ever taken beside another job.
+Units still take their jobs' results in task order, and only this process writes the store.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, PositiveInt, ValidationInfo
 
 from fwsurvey.config import SurveyConfig
+from fwsurvey.executor import (
+    UNSCHEDULABLE,
+    Completion,
+    ExecJob,
+    Executor,
+    LocalExecutor,
+    Resources,
+    make_executor,
+)
 from fwsurvey.kernels.adapters import adapter_for
 from fwsurvey.kernels.matrix import DYNAMIC_TASK, dynamic_jobs, scaling_jobs, train_jobs
-from fwsurvey.kernels.records import job_records, scaling_records
-from fwsurvey.kernels.runner import Job, run_job
+from fwsurvey.kernels.records import job_records, placed, scaling_records
+from fwsurvey.kernels.runner import Job, run_job, run_placed_job
 from fwsurvey.kernels.tasks import PROFILES, discover
 from fwsurvey.model import ConfigModel, validate
-from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitSkipped
+from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitFailed, UnitSkipped
 
 #: The older JAX's interpreter, relative to the configuration's folder (scripts/setup.sh).
 DEFAULT_JAX_LEGACY_PYTHON = ".venv-jax-legacy/bin/python"
@@ -51,6 +68,15 @@ class TrainOptions:
     #: The tasks whose scaling runs ``fwsurvey run`` trains; empty: every chosen task with a
     #: ``[scaling]`` table.
     scaling_tasks: tuple[str, ...] = ()
+    #: Where the jobs run: ``local`` (one after the other, from this process) or ``ray``.
+    executor: str = "local"
+    #: The Ray cluster (``auto``, ``ray://host:10001``); None: a local one for the run.
+    address: str | None = None
+    #: At most this many jobs at once on one node (each asks for that share of its CPUs).
+    jobs_per_node: int = 1
+    #: GPUs per node of the executor's cluster, when it knows (set from the executor, not
+    #: by users): the GPU ids a job is planned on there, instead of this machine's.
+    cluster_gpus: int | None = None
 
 
 def scaling_counts(values: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
@@ -107,6 +133,12 @@ class KernelsTable(ConfigModel):
     #: task that every framework implements shows as much as all of them, in less time.
     scaling_tasks: list[Annotated[str, AfterValidator(_known_task)]] = []
     jax_legacy_python: str = DEFAULT_JAX_LEGACY_PYTHON
+    #: Where the jobs run: local (one after the other, here) or ray (a Ray cluster).
+    executor: Literal["local", "ray"] = "local"
+    #: The Ray cluster's address (auto, ray://host:10001); empty: a local Ray for the run.
+    address: str = ""
+    #: Jobs at once on one node; 1 (the default) keeps every timing alone on its machine.
+    jobs_per_node: PositiveInt = 1
 
 
 def kernels_table(config: SurveyConfig) -> KernelsTable:
@@ -127,6 +159,9 @@ def options_from_config(config: SurveyConfig) -> TrainOptions:
         enabled=table.enabled,
         scaling=scaling_counts(table.scaling),
         scaling_tasks=tuple(table.scaling_tasks),
+        executor=table.executor,
+        address=table.address or None,
+        jobs_per_node=table.jobs_per_node,
     )
 
 
@@ -173,8 +208,12 @@ def plan(config: SurveyConfig, options: TrainOptions) -> list[Job]:
     if missing:
         raise ValueError(f"unknown framework {missing[0]!r}; configured: "
                          f"{', '.join(config.frameworks)}")
-    device = options.device or default_device()
-    gpus = visible_gpus() if device != "cpu" else None
+    if options.cluster_gpus is not None:  # planned for the cluster's nodes, not this one
+        device = options.device or ("cuda" if options.cluster_gpus else "cpu")
+        gpus = [str(i) for i in range(options.cluster_gpus)] if device != "cpu" else None
+    else:
+        device = options.device or default_device()
+        gpus = visible_gpus() if device != "cpu" else None
     chosen = [tasks[t] for t in (options.tasks or tasks)]
     jobs = []
     if "train" in options.experiments:
@@ -202,21 +241,91 @@ def source_of(job: Job) -> str:
     return f"kernels/{job.task}"
 
 
+def resources(job: Job, jobs_per_node: int = 1) -> Resources:
+    """What a job asks its executor for: its GPUs (one for a single-device GPU job, N for a
+    scaling job on N GPUs, none on a CPU) and ``1/jobs_per_node`` of a node's CPUs."""
+    gpus = 0
+    if job.device != "cpu":
+        gpus = job.n_devices or 1
+    return Resources(cpus=1.0, gpus=gpus, per_node=jobs_per_node)
+
+
+def failed_result(done: Completion) -> dict[str, Any]:
+    """The result of a job whose executor could not run it to the end: ``unsupported`` when
+    no node can hold it, else ``crashed`` (its worker lost, or the call itself raised),
+    with the reason; the phase it reached is not known."""
+    status = "unsupported" if done.failure == UNSCHEDULABLE else "crashed"
+    return {"status": status, "phase": None, "error": done.reason, "wall_s": None}
+
+
+class Matrix:
+    """Every job of the stage sent through one executor at once; each unit takes its own
+    jobs' completions (in any order they finish), keeping the others for their units.
+
+    Jobs that cannot run here (``unsupported``) never reach the executor. The local executor
+    runs jobs as they are asked for, so units see them in plan order, as before.
+    """
+
+    def __init__(self, executor: Executor, jobs: list[Job], jobs_per_node: int = 1):
+        self.executor = executor
+        self.jobs = jobs
+        self.done: dict[int, Completion] = {}
+        self.runnable = [i for i, job in enumerate(jobs) if not job.unsupported]
+        fn = run_job if isinstance(executor, LocalExecutor) else run_placed_job
+        self._exec_jobs = [ExecJob(jobs[i].key, fn, (jobs[i],),
+                                   resources(jobs[i], jobs_per_node)) for i in self.runnable]
+        self._stream: Iterator[Completion] | None = None
+
+    def result(self, index: int) -> tuple[dict[str, Any], str]:
+        """Job ``index``'s result (with where it ran) and when it finished; waits for it."""
+        job = self.jobs[index]
+        if job.unsupported:
+            return run_job(job), datetime.now(UTC).isoformat(timespec="seconds")
+        if self._stream is None:
+            self._stream = self.executor.run(self._exec_jobs)
+        while index not in self.done:
+            try:
+                done = next(self._stream)
+            except StopIteration:
+                raise UnitFailed(f"the {self.executor.name} executor stopped before "
+                                 f"{job.key} ran") from None
+            self.done[self.runnable[done.index]] = done
+        done = self.done.pop(index)
+        result = done.result if done.ok else failed_result(done)
+        node = done.node
+        if done.devices:
+            node = f"{node} GPUs {','.join(done.devices)}"
+        return placed(result, done.executor, node), done.finished_at
+
+    def stop(self) -> None:
+        """Stop what is still running (the executor cancels the jobs it has not finished)."""
+        if self._stream is not None:
+            self._stream.close()
+
+    def close(self) -> None:
+        """Stop, and release the executor."""
+        self.stop()
+        self.executor.close()
+
+
 # -- the stage --------------------------------------------------------------------------------
 
 class TaskJobs(Unit):
     """One source's jobs (a task's trainings, or its scaling runs), each in a subprocess."""
 
-    def __init__(self, source: str, jobs: list[Job]):
+    def __init__(self, source: str, jobs: list[Job], matrix: Matrix | None = None,
+                 indices: list[int] | None = None):
         self.source = source
         self.jobs = jobs
+        self.matrix = matrix if matrix is not None else Matrix(LocalExecutor(), jobs)
+        #: The jobs' positions in the matrix.
+        self.indices = indices if indices is not None else list(range(len(jobs)))
 
     def run(self, ctx: StageContext, tally: Tally) -> None:
         tally.start(len(self.jobs))
         scaling_runs: list[tuple[Job, dict[str, Any], str]] = []
-        for job in self.jobs:
-            result = run_job(job)
-            fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
+        for job, index in zip(self.jobs, self.indices, strict=True):
+            result, fetched_at = self.matrix.result(index)
             records = []
             if job.experiment == "scaling":  # compared with their baseline once all ran
                 scaling_runs.append((job, result, fetched_at))
@@ -227,8 +336,10 @@ class TaskJobs(Unit):
                 tally.done(shown, records)
                 continue
             tally.add(records)  # a failed job is stored too, with its status and phase
+            where = (f"in phase {result['phase']}" if result.get("phase")
+                     else f"on the {result.get('executor')} executor")
             tally.fail(job.key, result["status"],
-                       f"{result['status']} in phase {result.get('phase')}: "
+                       f"{result['status']} {where}: "
                        f"{(result.get('error') or '')[:500]}", advance=False)
             tally.progress.item_done(self.source, shown)
         tally.add(scaling_records(scaling_runs))
@@ -249,15 +360,27 @@ class Disabled(Unit):
         raise UnitSkipped(DISABLED_REASON)
 
 
+def executor_for(options: TrainOptions) -> Executor:
+    """The executor ``options`` name (``ray`` connects to its cluster here)."""
+    return make_executor(options.executor, options.address)
+
+
+def for_executor(options: TrainOptions, executor: Executor) -> TrainOptions:
+    """``options`` planned for ``executor``'s nodes (their GPUs, when it knows them)."""
+    return replace(options, cluster_gpus=executor.max_gpus_per_node())
+
+
 class TrainStage(Stage):
     """Trains the paired kernels: one unit per task (and per task's scaling runs)."""
 
     name = "train"
     needs = ()
 
-    def __init__(self, options: TrainOptions | None = None):
+    def __init__(self, options: TrainOptions | None = None, executor: Executor | None = None):
         #: None: what the configuration's ``[kernels]`` table says.
         self.options = options
+        #: None: the one ``options.executor`` names, made (and closed) by the stage.
+        self.executor = executor
 
     def check(self, config: SurveyConfig) -> None:
         """Validate ``[kernels]`` (and, through the task names, every task's spec.toml)."""
@@ -268,8 +391,18 @@ class TrainStage(Stage):
         if not options.enabled:
             yield Disabled()
             return
-        by_source: dict[str, list[Job]] = {}
-        for job in plan(ctx.config, options):
-            by_source.setdefault(source_of(job), []).append(job)
-        for source, jobs in by_source.items():
-            yield TaskJobs(source, jobs)
+        executor = self.executor or executor_for(options)
+        options = for_executor(options, executor)
+        by_source: dict[str, list[int]] = {}
+        jobs = plan(ctx.config, options)
+        for i, job in enumerate(jobs):
+            by_source.setdefault(source_of(job), []).append(i)
+        matrix = Matrix(executor, jobs, options.jobs_per_node)
+        try:
+            for source, indices in by_source.items():
+                yield TaskJobs(source, [jobs[i] for i in indices], matrix, indices)
+        finally:
+            if self.executor is None:  # ours to close; a given one is its owner's
+                matrix.close()
+            else:
+                matrix.stop()

@@ -37,7 +37,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator
 
 from fwsurvey.errors import ConfigError
-from fwsurvey.kernels.adapters import adapter_for
+from fwsurvey.kernels.adapters import ADAPTERS, adapter_for
 from fwsurvey.model import ConfigModel, validate
 
 KERNELS_DIR = Path(__file__).parent
@@ -49,6 +49,29 @@ REQUIRED = ("seed", "batch", "steps", "warmup_steps")
 def _has_adapter(framework: str) -> str:
     adapter_for(framework)  # its ValueError is the message
     return framework
+
+
+def _is_mode(mode: str) -> str:
+    known = [m for adapter in ADAPTERS.values() for m in adapter.mode_names]
+    if mode not in known:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(known)}")
+    return mode
+
+
+#: The reference trainings' experiment label. A task of an issue-#14 experiment names its
+#: own (``experiment = "recursion"``), so the generic timing metrics, which read
+#: ``experiment = 'train'``, never mix an experiment's tasks into their comparisons.
+TRAIN = "train"
+#: Labels the matrix uses for runs that are not a task's own training.
+RESERVED_EXPERIMENTS = ("dynamic", "scaling")
+
+
+def _experiment_label(label: str) -> str:
+    if label in RESERVED_EXPERIMENTS or not label.replace("-", "").isalnum() or \
+            label != label.lower():
+        raise ValueError(f"{label!r}: a lowercase name other than "
+                         f"{' and '.join(RESERVED_EXPERIMENTS)}")
+    return label
 
 
 class OptimizerTable(ConfigModel):
@@ -97,6 +120,13 @@ class Hyperparameters(ConfigModel):
     min_len: int | None = None
     buckets: list[int] | None = None
     shuffle_buffer: int | None = None
+    # Generated data (the control-flow experiments): examples, tree and loop sizes.
+    n_train: int | None = None
+    n_test: int | None = None
+    max_leaves: int | None = None
+    dim: int | None = None
+    max_depth: int | None = None
+    halt_p: float | None = None
 
 
 class ProfileTable(Hyperparameters):
@@ -133,6 +163,16 @@ class TaskSpec(Hyperparameters):
     #: Implementations that can compute in bf16 on a GPU (full profile); every side also
     #: runs fp32, so an fp32 comparison always exists. Required: the precision is stated.
     bf16: list[Annotated[str, AfterValidator(_has_adapter)]]
+    #: Implementations that rewrite input-dependent structure into a static one (trees
+    #: linearised and padded, loops run to a fixed maximum with masking): what an
+    #: experiment's checks.py records as each side's approach; the tests check each claim.
+    static_structure: list[Annotated[str, AfterValidator(_has_adapter)]] | None = None
+    #: The experiment this task belongs to (kernel_runs.experiment): ``train`` for the
+    #: reference trainings, the experiment's name for an experiment's tasks.
+    experiment: Annotated[str, AfterValidator(_experiment_label)] = TRAIN
+    #: Run only these modes (default: every mode of each implementing adapter). For an
+    #: experiment whose question no mode changes (visualization), spare the run the others.
+    modes: list[Annotated[str, AfterValidator(_is_mode)]] | None = None
     optimizer: OptimizerTable
     quick: ProfileTable
     full: ProfileTable

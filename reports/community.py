@@ -20,11 +20,12 @@ COMMITS_CHART = "commits-per-month.png"
 METRICS = (
     ("github", "time_to_first_response_median", "Time to first response, median"),
     ("github", "time_to_first_response_p90", "Time to first response, 90th percentile"),
-    ("github", "issue_age_median", "Age of open issues opened in the window, median"),
+    ("github", "issue_age_median", "Age of all open issues at the data's time, median"),
     ("github", "change_request_closure_ratio", "Pull requests closed per pull request opened"),
-    ("github", "contributor_absence_factor", "Contributor absence factor (GitHub, all time)"),
+    ("github", "contributor_absence_factor_all_time",
+     "Contributor absence factor (GitHub, all time)"),
     ("git", "contributor_absence_factor_all_time", "Contributor absence factor (git, all time)"),
-    ("git", "contributor_absence_factor", "Contributor absence factor (git, window)"),
+    ("git", "contributor_absence_factor_365d", "Contributor absence factor (git, last 365 days)"),
     ("git", "commits_in_window", "Commits (git)"),
     ("git", "active_authors_in_window", "Active authors (git)"),
     ("github", "releases_in_window", "GitHub releases"),
@@ -44,9 +45,11 @@ def community_section(inp: SectionInput) -> dict[str, Any]:
     downloads = _downloads(inp, names, order)
     docs = _docs(inp, names, order)
     metrics = _metrics(inp, names, order)
+    orgs = _org_shares(inp, names, order)
     measured = any(part["rows"] for part in (pypi, github, git, downloads, docs))
     return {"measured": measured or bool(metrics["rows"]), "pypi": pypi, "github": github,
-            "git": git, "downloads": downloads, "docs": docs, "metrics": metrics}
+            "git": git, "downloads": downloads, "docs": docs, "metrics": metrics,
+            "orgs": orgs}
 
 
 def _configured(rows: list[dict], names: dict[str, str], order: dict[str, int],
@@ -118,8 +121,10 @@ def _git(inp: SectionInput, names, order) -> dict[str, Any]:
     if clones:
         keys = {c["framework"] for c in clones}
         monthly = inp.store.query(
+            # Reachable, non-merge commits: what git_monthly_activity counts.
             "SELECT framework, substr(committed_at, 1, 7) AS month, count(*) AS commits"
-            " FROM git_commits WHERE first_run_id <= ? GROUP BY framework, month"
+            " FROM git_commits WHERE first_run_id <= ? AND COALESCE(reachable, 1) = 1"
+            " AND COALESCE(parents, 1) <= 1 GROUP BY framework, month"
             " ORDER BY framework, month", [inp.run_id])
         series: dict[str, list[tuple[str, int]]] = {names[k]: [] for k in inp.config.frameworks
                                                     if k in keys}
@@ -132,6 +137,19 @@ def _git(inp: SectionInput, names, order) -> dict[str, Any]:
                       ylabel="commits")
         chart = COMMITS_CHART
     return {"rows": clones, "chart": chart, **_status(inp, "git", clones)}
+
+
+def _org_shares(inp: SectionInput, names, order) -> dict[str, Any]:
+    """Who backs each framework: commit and author shares by organisation, as of the run."""
+    rows = inp.store.query(
+        "SELECT o.* FROM community_org_shares o JOIN (SELECT framework, MAX(run_id) AS run_id"
+        " FROM community_org_shares WHERE run_id <= ? GROUP BY framework) latest"
+        " USING (framework, run_id) ORDER BY framework, period, commits DESC, org",
+        [inp.run_id])
+    rows = [dict(r, framework_name=names[r["framework"]]) for r in rows
+            if r["framework"] in order]
+    rows.sort(key=lambda r: (order[r["framework"]], r["period"] != "all_time", -r["commits"]))
+    return {"rows": rows, "basis": rows[0]["basis"] if rows else None}
 
 
 def _fill_months(points: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -211,7 +229,12 @@ def _cell(row: dict[str, Any] | None) -> str:
         text = f"{value:.2f}"
     else:
         text = f"{value:,.1f}"
-    return f"{text} (n={row['sample_size']:,})" if row["sample_size"] is not None else text
+    if row["sample_size"] is not None:
+        text = f"{text} (n={row['sample_size']:,})"
+    shares = [f"{label} {row[key]:.0%}" for key, label in
+              (("answered_share", "answered"), ("looked_up_share", "looked up"))
+              if row.get(key) is not None]
+    return f"{text}; {', '.join(shares)}" if shares else text
 
 
 def _window(row: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # torch first, exactly this release: a range admitting a newer one pulls a multi-GB CUDA build.
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[ml,dev]'
+    # ray: the tests start a local Ray cluster (fwsurvey train --executor ray).
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[ml,dev,ray]'
     echo "$want" > "$stamp"
 fi
 

@@ -56,6 +56,12 @@ seconds_between_requests = 0.0
 secondary_rate_wait = 0.0
 http_cache = "off"
 
+[sources.hub]
+enabled = false
+retries = 2
+backoff = 0
+timeout = 5
+
 [sources.downloads]
 enabled = false
 api_url = "https://downloads.invalid/api/"

@@ -45,6 +45,7 @@ def test_run_collects_reports_and_is_idempotent(write_config, pypi_index, tmp_pa
                       {"stage": "collect", "source": "downloads", "status": "skipped"},
                       {"stage": "collect", "source": "git", "status": "ok"},
                       {"stage": "collect", "source": "github", "status": "skipped"},
+                      {"stage": "collect", "source": "hub", "status": "skipped"},
                       {"stage": "collect", "source": "pypi", "status": "ok"},
                       {"stage": "report", "source": "markdown", "status": "ok"}]
 

@@ -100,7 +100,7 @@ def test_misspelt_framework_key_is_one_line(tmp_path):
 @pytest.mark.parametrize("table, message", [
     ('[sources.githb]\nenabled = false\n',
      "fwsurvey.toml: sources.githb: unknown source (misspelt?); "
-     "known: pypi, github, git, downloads, docs"),
+     "known: pypi, github, git, downloads, docs, hub"),
     ('[sources.pypi]\nindex_ur = "https://x.invalid/simple/"\n',
      "fwsurvey.toml: sources.pypi.index_ur: unknown key (misspelt?)"),
     ('[sources.docs]\ncrawl_delay = "fast"\n',

@@ -108,8 +108,32 @@ class ExplodingCollector(Collector):
         return Reachability(True, "")
 
 
-def test_source_raising_midway_leaves_previous_rows_untouched(write_config, pypi_index,
-                                                              tmp_path):
+def test_item_raising_midway_fails_only_that_item(write_config, pypi_index, tmp_path):
+    """An unexpected exception is the item's fault: the items before it are written."""
+    config = load_config(write_config())
+    db = tmp_path / "s.db"
+    run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
+
+    result = run_survey(config, db, stages=[CollectStage(
+        sources=["pypi"],
+        make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))])
+    assert result.status == "degraded"
+    [outcome] = result.outcomes
+    assert outcome.status == "partial"
+    assert outcome.reason == "1 of 2 items not collected"
+
+    store = Store(db)
+    errors = store.query("SELECT item, kind, message FROM item_errors WHERE run_id = 2")
+    assert errors == [{"item": "jax", "kind": "error",
+                       "message": "RuntimeError: parser bug on the second item"}]
+    packages = store.query("SELECT package FROM pypi_packages WHERE run_id = 2")
+    assert packages == [{"package": "trax"}]  # the item before the fault was kept
+    [row] = store.query("SELECT * FROM run_sources WHERE run_id = 2")
+    assert row["status"] == "partial" and row["rows_written"] > 0
+
+
+def test_source_raising_before_its_items_writes_nothing(write_config, pypi_index, tmp_path):
+    """A whole-source fault (listing the items fails) leaves the store as it was."""
     config = load_config(write_config())
     db = tmp_path / "s.db"
     run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
@@ -117,16 +141,18 @@ def test_source_raising_midway_leaves_previous_rows_untouched(write_config, pypi
     before = {t: dump(store, t) for t in ("pypi_packages", "pypi_releases")}
     store.close()
 
+    class NoItems(ExplodingCollector):
+        def items(self):
+            raise RuntimeError("index listing failed")
+
     result = run_survey(config, db, stages=[CollectStage(
-        sources=["pypi"],
-        make_collector=lambda cls, cfg: ExplodingCollector(cfg, fixed_clock(cls, cfg)))])
+        sources=["pypi"], make_collector=lambda cls, cfg: NoItems(cfg, fixed_clock(cls, cfg)))])
     assert result.status == "failed"
     [outcome] = result.outcomes
     assert outcome.status == "error"
-    assert outcome.reason == "RuntimeError: parser bug on the second item"
-
+    assert outcome.reason == "RuntimeError: index listing failed"
     store = Store(db)
-    assert {t: dump(store, t) for t in before} == before  # trax of run 2 was not written
+    assert {t: dump(store, t) for t in before} == before
     [row] = store.query("SELECT * FROM run_sources WHERE run_id = 2")
     assert row["status"] == "error" and row["rows_written"] == 0
     assert store.query("SELECT status FROM runs WHERE id = 2") == [{"status": "failed"}]

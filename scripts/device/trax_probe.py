@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--variant", choices=VARIANTS, default="default")
     args = parser.parse_args()
+    from fwsurvey import frames  # the harness's import shortcut (fwsurvey/frames.py)
+
+    frames.install()
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "trax_probe.jsonl"
     stacks = (args.out / "trax_stacks.txt").open("a")  # open until the process ends

@@ -17,7 +17,7 @@ import libcst
 import pytest
 
 from fwsurvey import cli
-from fwsurvey.analyzers import ergonomics
+from fwsurvey.analyzers import ergonomics, workers
 from fwsurvey.analyzers import stage as analyze_stage
 from fwsurvey.analyzers.ergonomics import AnalysisError, LibraryIndex, analyze_source
 from fwsurvey.analyzers.measure import measure_all
@@ -273,3 +273,75 @@ def test_limits_are_settings_outside_the_cache_key(tmp_path):
         with pytest.raises(ConfigError) as info:
             settings(**{key: value})
         assert str(info.value) == f"fwsurvey.toml: analyzers.ergonomics.{key}: {message}"
+
+
+# -- the same measurements through an executor (a Ray cluster) ---------------------------------
+
+def _measured(db: Path) -> dict[str, list]:
+    """What a run stored about its files, less when and in which run."""
+    store = Store(db)
+    try:
+        return {table: [{k: v for k, v in r.items() if k not in ("run_id", "fetched_at", "at")}
+                        for r in store.query(f"SELECT {columns} FROM {table} ORDER BY {order}")]
+                for table, columns, order in (("ergonomics_files", "*", "path"),
+                                              ("ergonomics_metrics", "*", "path, phase"),
+                                              ("item_errors", "item, kind, message", "item"))}
+    finally:
+        store.close()
+
+
+def test_files_measured_in_batches_on_ray_give_the_local_rows(project, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    config = project(workers=1)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "model.py").write_text(TORCH)
+    (pkg / "loop.py").write_text(TRAX)
+    (pkg / "broken.py").write_text("def f(:\n")  # a syntax error: an item error either way
+    monkeypatch.setattr(workers, "BATCH_JOBS", 2)  # two batches, two Ray tasks
+    monkeypatch.chdir(tmp_path)
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["analyze", "pkg", "--config", str(config),
+                      "--db", str(tmp_path / f"{name}.db"), *extra])
+        assert info.value.code == cli.EXIT_DEGRADED
+    local, remote = _measured(tmp_path / "local.db"), _measured(tmp_path / "ray.db")
+    assert remote == local
+    assert {r["path"]: r["status"] for r in local["ergonomics_files"]} == {
+        "pkg/broken.py": "syntax_error", "pkg/loop.py": "ok", "pkg/model.py": "ok"}
+    assert len(local["ergonomics_metrics"]) == 2 * 4  # every phase of the two good files
+    import ray
+
+    assert not ray.is_initialized()  # the local cluster started for the run was stopped
+
+
+class _LosesSecondBatch:
+    """An executor whose second job's worker is lost; the others run here."""
+
+    name = "fake"
+
+    def run(self, jobs):
+        from fwsurvey.executor import CRASHED, Completion
+
+        for index, job in reversed(list(enumerate(jobs))):  # out of order, as a cluster may
+            if index == 1:
+                yield Completion(index, job, self.name, failure=CRASHED,
+                                 reason="the Ray worker running it was lost")
+            else:
+                yield Completion(index, job, self.name, result=job.fn(*job.args))
+
+
+def test_a_lost_batch_costs_its_files_and_the_rest_keep_their_order():
+    from fwsurvey.analyzers.measure import limits, measure
+
+    files = [(f"f{i}.py", TRAX.encode(), "trax") for i in range(5)]
+    results = list(workers.run_batched(_LosesSecondBatch(), measure, files,
+                                       (SETTINGS, LibraryIndex()), limits(SETTINGS), 1,
+                                       batch_jobs=2))
+    assert [r.get("error") for r in results] == [None, None, "worker_died", "worker_died",
+                                                 None]
+    assert results[2]["message"] == (
+        "the fake worker measuring its batch of 2 files was lost (the Ray worker running it"
+        " was lost); the other batches were measured")
+    here = measure("f0.py", TRAX.encode(), "trax", SETTINGS, LibraryIndex())
+    assert results[0] == results[4] == here and here["phases"][0]["sloc"] == 7

@@ -6,6 +6,7 @@ import json
 import socket
 from pathlib import Path
 
+import requests
 import responses
 
 from fwsurvey.collectors.docs import DocsCollector, classify
@@ -83,7 +84,104 @@ def test_bounded_polite_crawl_respects_robots(write_config):
     assert (row["tutorial_pages"], row["example_pages"]) == (1, 2)
     assert not any("_private" in u or "elsewhere" in u or "stable" in u or "png" in u
                    for u in fetched)
-    assert sleeps == [2.0] * 4  # robots.txt's Crawl-delay, between pages
+    # robots.txt's Crawl-delay before every request after robots.txt: 2 sitemaps, 5 pages.
+    assert sleeps == [2.0] * 7
+    assert (row["responses"], row["pages_failed"]) == (8, 0)
+
+
+def serve_site(rsps, pages: dict[str, object], robots: str = "User-agent: *\n") -> None:
+    """robots.txt, no sitemaps, and each page: HTML text, or (status, content type, body), or
+    an exception to raise."""
+    rsps.add(responses.GET, SITE + "robots.txt", body=robots)
+    rsps.add(responses.GET, SITE + "sitemap.xml", status=404)
+    rsps.add(responses.GET, DOCS + "sitemap.xml", status=404)
+    for url, page in pages.items():
+        if isinstance(page, str):
+            rsps.add(responses.GET, url, body=page, content_type="text/html")
+        elif isinstance(page, Exception):
+            rsps.add(responses.GET, url, body=page)
+        else:
+            status, content_type, body = page
+            rsps.add(responses.GET, url, status=status, content_type=content_type, body=body)
+
+
+def collect_site(config, tmp_path, pages, **kwargs):
+    store = Store(tmp_path / "s.db")
+    sleeps: list[float] = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_site(rsps, pages, **kwargs)
+        outcome = collect_source(store, store.start_run("collect", ["collect"], {}),
+                                 DocsCollector(config, now=lambda: FIXED_NOW,
+                                               sleep=sleeps.append))
+        fetched = [c.request.url for c in rsps.calls]
+    rows = store.query("SELECT origin, method, page_count, tutorial_pages, example_pages,"
+                       " responses, pages_failed FROM docs_metrics")
+    store.close()
+    return outcome, rows, fetched
+
+
+def test_a_page_answering_403_is_skipped_and_the_pages_read_are_kept(write_config, tmp_path):
+    pages = {DOCS: html("tutorials/a.html", "secret.html", "examples/b.html"),
+             DOCS + "tutorials/a.html": html(),
+             DOCS + "secret.html": (403, "text/html", "<h1>Forbidden</h1>"),
+             DOCS + "examples/b.html": html()}
+    outcome, rows, _ = collect_site(configured(write_config), tmp_path, pages)
+    assert rows == [{"origin": "site", "method": "crawl", "page_count": 3, "tutorial_pages": 1,
+                     "example_pages": 1, "responses": 7, "pages_failed": 1}]
+    [error] = outcome.errors
+    assert (outcome.status, error.item, error.kind) == ("partial", "trax:site", "incomplete")
+    assert error.message == (
+        "1 of 8 requests failed and were skipped (first: https://docs.invalid/en/latest/"
+        "secret.html: HTTP 403 Forbidden from https://docs.invalid/en/latest/secret.html);"
+        " the pages read are kept")
+
+
+def test_a_page_failing_with_5xx_after_retries_is_skipped(write_config, tmp_path):
+    pages = {DOCS: html("a.html", "b.html"), DOCS + "a.html": (503, "text/plain", "busy"),
+             DOCS + "b.html": html()}
+    outcome, rows, fetched = collect_site(configured(write_config), tmp_path, pages)
+    assert fetched.count(DOCS + "a.html") == 2  # retries = 2 in the test config
+    assert [(r["page_count"], r["responses"], r["pages_failed"]) for r in rows] == [(2, 5, 1)]
+    assert "HTTP 503" in outcome.errors[0].message
+
+
+def test_a_site_that_stops_answering_mid_crawl_keeps_the_pages_read(write_config, tmp_path):
+    refused = requests.ConnectionError("connection refused")
+    pages = {DOCS: html("tutorials/a.html", "b.html"), DOCS + "tutorials/a.html": html(),
+             DOCS + "b.html": refused}
+    outcome, rows, fetched = collect_site(configured(write_config), tmp_path, pages)
+    assert rows == [{"origin": "site", "method": "crawl (cut: the site stopped answering)",
+                     "page_count": 2, "tutorial_pages": 1, "example_pages": 0,
+                     "responses": 5, "pages_failed": 1}]
+    assert [(e.item, e.kind) for e in outcome.errors] == [("trax:site", "incomplete")]
+
+
+def test_every_response_counts_against_the_crawl_bound(write_config, tmp_path):
+    # 30 links to files that are no HTML pages: before, none counted and all were fetched.
+    links = [f"files/f{i}.html" for i in range(30)]
+    pages: dict[str, object] = {DOCS: html(*links)}
+    pages.update({DOCS + link: (200, "application/octet-stream", "x") for link in links})
+    outcome, rows, fetched = collect_site(configured(write_config), tmp_path, pages)
+    assert outcome.status == "ok"
+    assert rows == [{"origin": "site", "method": "crawl (stopped after 20 responses)",
+                     "page_count": 1, "tutorial_pages": 0, "example_pages": 0,
+                     "responses": 23, "pages_failed": 0}]  # robots, 2 sitemaps, 20 crawled
+    assert len(fetched) == 23
+
+
+def test_robots_and_sitemaps_answering_403_are_no_rules_and_no_sitemap(write_config, tmp_path):
+    config = configured(write_config)
+    sleeps: list[float] = []
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, SITE + "robots.txt", status=403)
+        rsps.add(responses.GET, DOCS + "sitemap.xml", status=403)
+        rsps.add(responses.GET, SITE + "sitemap.xml", status=403)
+        rsps.add(responses.GET, DOCS, body=html(), content_type="text/html")
+        [record] = DocsCollector(config, now=lambda: FIXED_NOW,
+                                 sleep=sleeps.append).fetch(Item("trax:site", "trax"))
+    assert (record.row["method"], record.row["page_count"]) == ("crawl", 1)
+    assert (record.row["responses"], record.row["pages_failed"]) == (4, 0)
+    assert sleeps == [0.0] * 3  # crawl_delay = 0 in the test config; one pause per request
 
 
 def test_examples_notebooks_and_readme_of_a_clone(write_config, tmp_path):

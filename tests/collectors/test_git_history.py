@@ -10,9 +10,9 @@ The built history (FIXED_NOW is 2026-11-27T12:00Z, window 365 days from 2025-11-
     c5 2026-06-01 Carol                       d.py
     c6 2026-10-01 Dan                         e.py
 
-Authors after .mailmap: Alice Smith 2, Bob 2, Carol 1, Dan 1 (4 people, not 5). Absence
-factor over all history: 2 + 2 = 4 of 6 commits >= half, so 2. In the window: c5 and c6,
-2 commits by 2 authors, factor 1.
+Authors after .mailmap: Alice Smith 2, Bob 2, Carol 1, Dan 1 (4 people, not 5). The
+collector stores commits, tags and the clone's snapshot; it writes no community metrics
+(they are computed from git_commits).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from fwsurvey.collectors.git_history import LAST_COMMIT, GitHistoryCollector
+from fwsurvey.collectors import git_history
+from fwsurvey.collectors.git_history import FRONTIER, GitHistoryCollector
 from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
-from fwsurvey.sources import Item, ItemNotFound
+from fwsurvey.sources import Checkpoint, Item, ItemNotFound, Record
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW
 
@@ -86,12 +87,18 @@ def config_with_clone(write_config, clone: Path):
     return load_config(path)
 
 
-def collector(config) -> GitHistoryCollector:
-    return GitHistoryCollector(config, now=lambda: FIXED_NOW)
+def collector(config, **options) -> GitHistoryCollector:
+    c = GitHistoryCollector(config, now=lambda: FIXED_NOW)
+    c.options = c.options.model_copy(update=options)
+    return c
+
+
+def fetch_all(c: GitHistoryCollector) -> list[Record | Checkpoint]:
+    return list(c.fetch(Item("trax", "trax")))
 
 
 def rows(records, table):
-    return [r.row for r in records if r.table == table]
+    return [r.row for r in records if isinstance(r, Record) and r.table == table]
 
 
 def test_history_authors_tags_and_metrics(write_config, history):
@@ -99,7 +106,7 @@ def test_history_authors_tags_and_metrics(write_config, history):
     config = config_with_clone(write_config, repo)
     c = collector(config)
     assert [i.key for i in c.items()] == ["trax"]
-    records = c.fetch(Item("trax", "trax"))
+    records = fetch_all(c)
 
     commits = {r["sha"]: r for r in rows(records, "git_commits")}
     assert set(commits) == set(shas)
@@ -109,6 +116,10 @@ def test_history_authors_tags_and_metrics(write_config, history):
     assert commits[shas[2]]["authored_at"] == "2024-02-10T08:00:00+00:00"  # stored in UTC
     assert (commits[shas[1]]["files_changed"], commits[shas[1]]["insertions"]) == (2, 2)
     assert commits[shas[3]]["deletions"] == 1
+    assert {(r["parents"], r["stats_status"], r["reachable"], r["committer_email"])
+            for r in commits.values()} == {(1, "ok", 1, "committer@example")} | {
+        (0, "ok", 1, "committer@example")}
+    assert commits[shas[0]]["parents"] == 0  # the root
 
     [repo_row] = rows(records, "git_repos")
     assert repo_row["head_sha"] == shas[-1]
@@ -123,15 +134,27 @@ def test_history_authors_tags_and_metrics(write_config, history):
     assert tags["v0.2"]["sha"] == shas[3]  # the annotated tag, peeled to its commit
     assert tags["v0.2"]["tagged_at"] == "2024-03-01T00:00:00+00:00"
 
-    metrics = {m["metric"]: m for m in rows(records, "community_metrics")}
-    assert metrics["contributor_absence_factor_all_time"]["value"] == 2
-    assert metrics["contributor_absence_factor_all_time"]["window_start"] is None
-    assert metrics["contributor_absence_factor"]["value"] == 1
-    assert metrics["contributor_absence_factor"]["window_start"] == "2025-11-27T12:00:00+00:00"
-    assert metrics["commits_in_window"]["value"] == 2
-    assert metrics["active_authors_in_window"]["value"] == 2
-    [state] = rows(records, "source_state")
-    assert (state["name"], state["value"]) == (LAST_COMMIT, shas[-1])
+    assert rows(records, "community_metrics") == []  # computed from the store, not here
+    states = [(s["name"], s["value"]) for s in rows(records, "source_state")]
+    assert states[0] == (FRONTIER, shas[-1])  # one batch of 6, then the snapshot's cache
+    assert [s[0] for s in states] == [FRONTIER, git_history.SUMMARY]
+    # The batch of commits is followed by a checkpoint: committed before tags and snapshot.
+    kinds = ["cp" if isinstance(r, Checkpoint) else r.table for r in records]
+    assert kinds == ["git_commits"] * 6 + ["source_state", "cp", "git_tags", "git_tags",
+                                           "source_state", "git_repos"]
+
+
+def test_batches_carry_a_frontier_watermark(write_config, history):
+    """chunk_size 4 over 6 linear commits: two batches, each with the newest commit it stored
+    as its watermark."""
+    repo, shas = history
+    records = fetch_all(collector(config_with_clone(write_config, repo), chunk_size=4))
+    kinds = ["cp" if isinstance(r, Checkpoint) else r.table for r in records]
+    assert kinds[:10] == (["git_commits"] * 4 + ["source_state", "cp"]
+                          + ["git_commits"] * 2 + ["source_state", "cp"])
+    assert [r["sha"] for r in rows(records, "git_commits")] == shas  # oldest first
+    frontiers = [s["value"] for s in rows(records, "source_state") if s["name"] == FRONTIER]
+    assert frontiers == [shas[3], shas[5]]
 
 
 def test_incremental_runs_store_only_new_commits(write_config, history, tmp_path):
@@ -153,28 +176,50 @@ def test_incremental_runs_store_only_new_commits(write_config, history, tmp_path
                  "Alice <alice@old.example>")
     c = collector(config)
     c.state = store.source_state("git")
-    records = c.fetch(Item("trax", "trax"))
+    records = fetch_all(c)
     assert [r["sha"] for r in rows(records, "git_commits")] == [new]  # only what is new
     assert rows(records, "git_repos")[0]["new_commits"] == 1
 
     collect_source(store, store.start_run("collect", ["collect"], {}), collector(config))
     third = collector(config)
     third.state = store.source_state("git")
-    assert rows(third.fetch(Item("trax", "trax")), "git_commits") == []
+    assert rows(fetch_all(third), "git_commits") == []
     assert store.query("SELECT count(*) AS n FROM git_commits") == [{"n": 7}]
     assert store.query("SELECT count(*) AS n FROM git_repos") == [{"n": 2}]  # one per run
+
+
+def test_a_run_after_no_change_reads_no_history(write_config, history, tmp_path, monkeypatch):
+    """The old collector ran shortlog, rev-list --count and log over all history every run;
+    now an unchanged HEAD costs rev-parse and for-each-ref only."""
+    repo, shas = history
+    config = config_with_clone(write_config, repo)
+    store = Store(tmp_path / "s.db")
+    collect_source(store, store.start_run("collect", ["collect"], {}), collector(config))
+    calls: list[tuple[str, ...]] = []
+    real_git, real_stream = git_history.git, git_history.stream
+    monkeypatch.setattr(git_history, "git", lambda clone, *a, **k: (
+        calls.append(a), real_git(clone, *a, **k))[1])
+    monkeypatch.setattr(git_history, "stream", lambda clone, *a, **k: (
+        calls.append(a), real_stream(clone, *a, **k))[1])
+    again = collect_source(store, store.start_run("collect", ["collect"], {}), collector(config))
+    assert again.status == "ok"
+    assert [a[0] for a in calls] == ["rev-parse", "for-each-ref"]
+    latest = store.query("SELECT commit_count, author_count, new_commits, head_sha"
+                         " FROM git_repos_latest")
+    assert latest == [{"commit_count": 6, "author_count": 4, "new_commits": 0,
+                       "head_sha": shas[-1]}]
 
 
 def test_a_missing_clone_is_an_item_error(write_config, tmp_path):
     config = config_with_clone(write_config, tmp_path / "nowhere")
     with pytest.raises(ItemNotFound, match="nowhere"):
-        collector(config).fetch(Item("trax", "trax"))
+        fetch_all(collector(config))
     assert not collector(config).check().reachable
 
 
 def test_this_projects_own_history(write_config):
     config = config_with_clone(write_config, REPO_ROOT)
-    records = collector(config).fetch(Item("trax", "trax"))
+    records = fetch_all(collector(config))
     expected = int(subprocess.run(["git", "-C", str(REPO_ROOT), "rev-list", "--count", "HEAD"],
                                   capture_output=True, text=True, check=True).stdout)
     [repo_row] = rows(records, "git_repos")

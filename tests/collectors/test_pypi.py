@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -230,3 +231,169 @@ def test_recorded_fixtures_name_no_registry_host():
         status, _, body = recorded(f"simple/{name}/")
         hosts = {urlsplit(f["url"]).netloc for f in json.loads(body)["files"]}
         assert status == 200 and hosts == {"files.invalid"}
+
+
+# -- faults (issue #15): what each keeps, row by row ----------------------------------------
+
+
+def recorded_versions(name: str) -> list[str]:
+    """The versions the recorded Simple page lists, read independently of the collector."""
+    return sorted(json.loads((PYPI_FIXTURES / f"simple-{name}.json").read_text())["versions"])
+
+
+def collect_with(config_path, tmp_path, serve, sleeps=None):
+    """Collect trax and jax against ``serve(rsps)``; (outcome, {package: versions}, packages)."""
+    store = Store(tmp_path / "s.db")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve(rsps)
+        collector = collector_for(config_path, sleep=(sleeps if sleeps is not None
+                                                      else []).append)
+        outcome = collect_source(store, store.start_run("collect", ["collect"], {}), collector)
+    versions: dict[str, list[str]] = {}
+    for row in store.query("SELECT package, version FROM pypi_releases ORDER BY package"):
+        versions.setdefault(row["package"], []).append(row["version"])
+    packages = store.query("SELECT package, metadata_source, release_count FROM pypi_packages"
+                           " ORDER BY package")
+    store.close()
+    return outcome, {k: sorted(v) for k, v in versions.items()}, packages
+
+
+def serve_all_but(*replaced: str):
+    def serve(rsps):
+        for name in ("trax", "jax"):
+            for key in (f"simple/{name}/", f"pypi/{name}/json"):
+                if key not in replaced:
+                    add_recorded(rsps, key)
+    return serve
+
+
+@pytest.mark.parametrize("fault, kept_reason", [
+    ({"status": 403, "body": "forbidden"}, "HTTP 403 Forbidden from"),
+    ({"status": 410, "body": "gone"}, "HTTP 410 Gone from"),
+    ({"status": 500, "body": "oops"}, "HTTP 500 Internal Server Error from"),
+    ({"body": requests.exceptions.ReadTimeout("read timed out")}, "timed out"),
+])
+def test_a_metadata_failure_keeps_the_releases_and_the_next_package(write_config, tmp_path,
+                                                                    fault, kept_reason):
+    def serve(rsps):
+        serve_all_but("pypi/trax/json")(rsps)
+        for _ in range(3):  # retries = 3 in the test config
+            rsps.add(responses.GET, INDEX + "pypi/trax/json", **fault)
+
+    outcome, versions, packages = collect_with(write_config(), tmp_path, serve)
+    assert versions == {"jax": recorded_versions("jax"), "trax": recorded_versions("trax")}
+    assert [(p["package"], p["metadata_source"]) for p in packages] == [
+        ("jax", "json-api"), ("trax", None)]
+    assert packages[1]["release_count"] == 24  # the releases were read whole
+    [error] = outcome.errors
+    assert (outcome.status, outcome.items_ok, error.item, error.kind) == (
+        "partial", 1, "trax", "incomplete")
+    assert error.message.startswith("metadata not collected: ") and kept_reason in error.message
+
+
+def test_a_429_with_retry_after_waits_that_long(write_config, tmp_path):
+    def serve(rsps):
+        rsps.add(responses.GET, INDEX + "pypi/trax/json", status=429,
+                 headers={"Retry-After": "7"})
+        serve_all_but()(rsps)
+
+    sleeps: list[float] = []
+    outcome, versions, packages = collect_with(write_config(), tmp_path, serve, sleeps)
+    assert outcome.status == "ok" and sleeps == [7.0]
+    assert [p["metadata_source"] for p in packages] == ["json-api", "json-api"]
+
+
+def test_a_429_without_retry_after_backs_off_then_keeps_the_releases(write_config, tmp_path):
+    def serve(rsps):
+        for _ in range(3):
+            rsps.add(responses.GET, INDEX + "pypi/trax/json", status=429)
+        serve_all_but("pypi/trax/json")(rsps)
+
+    sleeps: list[float] = []
+    outcome, versions, packages = collect_with(write_config(), tmp_path, serve, sleeps)
+    assert sleeps == [1.0, 2.0]  # backoff 0 -> the 1 s floor, doubled; the third gives up
+    assert versions["trax"] == recorded_versions("trax")
+    assert packages[1] == {"package": "trax", "metadata_source": None, "release_count": 24}
+    [error] = outcome.errors
+    assert (error.item, error.kind) == ("trax", "incomplete")
+    assert "rate limit exhausted while fetching trax metadata" in error.message
+
+
+def test_a_403_on_a_simple_page_fails_that_package_only(write_config, tmp_path):
+    def serve(rsps):
+        rsps.add(responses.GET, INDEX + "simple/trax/", status=403, body="forbidden")
+        serve_all_but("simple/trax/")(rsps)
+
+    outcome, versions, packages = collect_with(write_config(), tmp_path, serve)
+    assert versions == {"jax": recorded_versions("jax")}
+    assert [p["package"] for p in packages] == ["jax"]
+    assert [(e.item, e.kind, e.message) for e in outcome.errors] == [
+        ("trax", "error", "HTTPError: HTTP 403 Forbidden from https://index.invalid/simple/trax/")]
+    assert outcome.status == "partial"
+
+
+def test_package_names_are_normalised(write_config):
+    # Two spellings of one project (PEP 503) are one item, under its normalised name.
+    path = write_config(extra_packages=("Trax_Utils.Extra", "trax-utils-extra"))
+    assert [(i.key, i.framework) for i in collector_for(path).items()] == [
+        ("trax", "trax"), ("jax", "jax"), ("trax-utils-extra", "jax")]
+
+
+def test_an_index_without_upload_times_leaves_the_12_month_count_unknown(write_config,
+                                                                           tmp_path):
+    status, content_type, body = recorded("simple/trax/")
+    page = json.loads(body)
+    for file in page["files"]:
+        file.pop("upload-time", None)
+
+    def serve(rsps):
+        rsps.add(responses.GET, INDEX + "simple/trax/", json=page, content_type=content_type)
+        serve_all_but("simple/trax/")(rsps)
+
+    store = Store(tmp_path / "s.db")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve(rsps)
+        collect_source(store, store.start_run("collect", ["collect"], {}),
+                       collector_for(write_config()))
+    rows = store.query("SELECT package, release_count, releases_last_12_months,"
+                       " median_days_between_releases, latest_release_at FROM pypi_packages"
+                       " ORDER BY package")
+    assert rows[1] == {"package": "trax", "release_count": 24, "releases_last_12_months": None,
+                       "median_days_between_releases": None, "latest_release_at": None}
+    assert rows[0]["package"] == "jax" and rows[0]["releases_last_12_months"] is not None
+    store.close()
+
+
+def test_a_deleted_release_drops_out_of_the_current_view(write_config, tmp_path):
+    status, content_type, body = recorded("simple/trax/")
+    page = json.loads(body)
+    page["files"] = [f for f in page["files"] if "-1.0.0" not in f["filename"]
+                     and "-1.0.0." not in f["filename"]]
+    store = Store(tmp_path / "s.db")
+    config_path = write_config()
+    with recorded_index_for(None):
+        first = store.start_run("collect", ["collect"], {})
+        collect_source(store, first, collector_for(config_path))
+    with recorded_index_for(page):
+        second = store.start_run("collect", ["collect"], {})
+        collect_source(store, second, collector_for(config_path))
+    current = {r["version"] for r in store.query(
+        "SELECT version FROM pypi_releases_current WHERE package = 'trax'")}
+    assert current == set(recorded_versions("trax")) - {"1.0.0"}
+    [gone] = store.query("SELECT version, first_run_id, last_seen_run_id FROM pypi_releases"
+                         " WHERE package = 'trax' AND last_seen_run_id < ?", [second])
+    assert gone == {"version": "1.0.0", "first_run_id": first, "last_seen_run_id": first}
+    assert len(store.query("SELECT 1 FROM pypi_releases_current WHERE package = 'jax'")) == len(
+        recorded_versions("jax"))
+    store.close()
+
+
+@contextmanager
+def recorded_index_for(trax_page: dict | None):
+    """The recorded index; with ``trax_page``, that Simple page for trax instead."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        if trax_page is not None:
+            rsps.add(responses.GET, INDEX + "simple/trax/", json=trax_page,
+                     content_type="application/vnd.pypi.simple.v1+json")
+        serve_all_but(*(["simple/trax/"] if trax_page is not None else []))(rsps)
+        yield rsps

@@ -139,8 +139,10 @@ def with_kernels(write_config, lines: str):
     ("frameworks = ['pytroch']", "kernels.frameworks[0]: 'pytroch' is not a framework with an "
                                  "adapter; known: jax, pytorch, trax"),
     ("tasks = ['mlp_digits', 'mlp_digit']", "kernels.tasks[1]: 'mlp_digit' is not a task; "
-                                            "known: cnn_digits, custom_checkpoint, lstm_text, "
-                                            "mlp_digits, text_pipeline, transformer_lm"),
+                                            "known: adaptive_depth, cnn_digits, "
+                                            "custom_checkpoint, hybrid_numpy, hybrid_pure, "
+                                            "loss_logging, lstm_text, mlp_digits, "
+                                            "text_pipeline, transformer_lm, tree_recursion"),
     ("experiments = ['trian']", "kernels.experiments[0]: expected one of 'train' or "
                                 "'dynamic', got 'trian'"),
     ("scaling = [2, 0]", "kernels.scaling: device counts must be positive integers, got 0"),

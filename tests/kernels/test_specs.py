@@ -24,7 +24,7 @@ def copy_task(tmp_path: Path, task: str, old: str = "", new: str = "") -> Path:
 
 
 def test_the_shipped_specs_are_valid():
-    assert len(discover()) == 6
+    assert len(discover()) == 11  # 6 reference trainings, 5 experiment tasks (issue #14)
 
 
 @pytest.mark.parametrize("task, old, new, message", [
@@ -48,6 +48,10 @@ def test_the_shipped_specs_are_valid():
      "bf16[0]: 'pytroch' is not a framework with an adapter; known: jax, pytorch, trax"),
     ("transformer_lm", "seq_lens = [", "seq_len = [",
      "dynamic.seq_len: expected an integer, got [24, 32, 40, 48, 56, 64, 80, 96]"),
+    ("loss_logging", 'modes = ["torch-eager",', 'modes = ["torch-eagre",',
+     "modes[0]: unknown mode 'torch-eagre'; known: torch-eager, torch-compile, jax-jit, trax"),
+    ("loss_logging", 'experiment = "visualization"', 'experiment = "scaling"',
+     "experiment: 'scaling': a lowercase name other than dynamic and scaling"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, task, old, new, message):
     root = copy_task(tmp_path, task, old, new)

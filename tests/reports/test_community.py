@@ -9,9 +9,11 @@ import requests
 
 from fwsurvey.collectors.git_history import GitHistoryCollector
 from fwsurvey.collectors.github import GitHubCollector
+from fwsurvey.collectors.metrics import CommunityMetricsUnit
 from fwsurvey.collectors.stage import collect_source
 from fwsurvey.config import load_config
 from fwsurvey.reports.render import render_report
+from fwsurvey.stage import StageContext, run_unit
 from fwsurvey.store import Store
 from tests.collectors.test_git_history import config_with_clone, history  # noqa: F401
 from tests.collectors.test_github import FakeGitHub, body
@@ -45,6 +47,9 @@ def test_section_shows_metrics_trend_and_says_when_offline(write_config, history
         api.routes[("/repos/google/trax", 1)] = [
             requests.exceptions.ConnectionError("Name or service not known")]
         offline = github_run(store, config, api)
+    # The metrics come from the stored items (the claims stage's first unit): offline, the
+    # newest data held still gives them, with windows ending at that data's time.
+    run_unit(StageContext(store, offline, config), "claims", CommunityMetricsUnit())
     store.finish_run(offline, "degraded")
     path = render_report(store, load_config(config.path), tmp_path / "report", run_id=offline)
     text = path.read_text(encoding="utf-8")
@@ -57,7 +62,13 @@ def test_section_shows_metrics_trend_and_says_when_offline(write_config, history
     assert "| Trax | `google/trax` | 8,187 | 819 | 152 | 100 | 10 | 5 | 12 |" in section
     assert "| `google/trax` | 2026-11-27 (run 1) | 8,000 | 8,187 |" in section
     assert ("| Time to first response, median (hours) | 2026-08-29 to 2026-11-27 |"
-            " 10.0 (n=3) |") in section
+            " 10.0 (n=3); answered 75%, looked up 100% |") in section
+    # Issue age covers every open issue held, and says how few of GitHub's 100 that is.
+    assert ("| Age of all open issues at the data's time, median (days) | all history |"
+            " 87.5 (n=3); looked up 3% |") in section
+    # Who backs it: commit and author shares by email domain, bots and merges excluded.
+    assert "| Trax | all history | example.com | 4 | 67% | 3 | 75% |" in section
+    assert "| Trax | 2025-11-27 to 2026-11-27 | example.com | 2 | 100% | 2 | 100% |" in section
     assert "| Contributor absence factor (GitHub, all time) (contributors) |" in section
     assert "| Pull requests closed per pull request opened (ratio) |" in section
     assert "0.50 (n=2)" in section

@@ -1,0 +1,109 @@
+"""Digits MLP with SciPy inside the forward pass, the way PyTorch's docs teach it: NumPy and
+SciPy run on ``.detach().cpu().numpy()``, and a ``torch.autograd.Function`` gives the call its
+gradient ("Extending torch.autograd"); the inputs come from a scikit-learn pipeline."""
+
+import numpy as np
+import torch
+from scipy.special import ndtr
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+# %% data
+
+
+def load_data(spec):
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.data, digits.target, test_size=spec["eval_fraction"], random_state=spec["seed"])
+    scaling = make_pipeline(StandardScaler(), PCA(spec["width"], random_state=spec["seed"]))
+    x_train = scaling.fit_transform(x_train).astype("float32")  # fitted on the training set
+    x_test = scaling.transform(x_test).astype("float32")
+    train = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
+    test = TensorDataset(torch.from_numpy(x_test), torch.from_numpy(y_test))
+    generator = torch.Generator().manual_seed(spec["seed"])
+    return {
+        "train": DataLoader(train, batch_size=spec["batch"], shuffle=True, drop_last=True,
+                            generator=generator),
+        "test": DataLoader(test, batch_size=256),
+    }
+
+
+# %% model
+
+
+class ScipyGelu(torch.autograd.Function):
+    """GELU, x * Phi(x), with SciPy's normal CDF; its derivative is Phi(x) + x * phi(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        a = x.detach().cpu().numpy()
+        return torch.from_numpy(a * ndtr(a)).to(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        a = x.detach().cpu().numpy()
+        slope = ndtr(a) + a * np.exp(-0.5 * a * a) / np.sqrt(2 * np.pi)
+        return grad * torch.from_numpy(slope).to(grad)
+
+
+class Gelu(nn.Module):
+    def forward(self, x):
+        return ScipyGelu.apply(x)
+
+
+def build_model(spec):
+    torch.manual_seed(spec["seed"])
+    return nn.Sequential(
+        nn.Linear(spec["width"], spec["hidden"]),
+        Gelu(),
+        nn.Linear(spec["hidden"], spec["hidden"]),
+        Gelu(),
+        nn.Linear(spec["hidden"], 10),
+    )
+
+
+# %% training
+
+
+def make_trainer(model, data, spec):
+    opt = spec["optimizer"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt["lr"], betas=(opt["b1"], opt["b2"]),
+                                 eps=opt["eps"], weight_decay=opt["weight_decay"])
+    loss_fn = nn.CrossEntropyLoss()
+
+    def batches():
+        while True:  # one epoch after another
+            yield from data["train"]
+
+    stream = batches()
+
+    def train_step():
+        model.train()
+        x, y = next(stream)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return train_step
+
+
+# %% evaluation
+
+
+def evaluate(model, trainer, data, spec):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in data["test"]:
+            correct += (model(x).argmax(dim=1) == y).sum().item()
+            total += len(y)
+    return {"accuracy": correct / total}

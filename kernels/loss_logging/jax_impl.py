@@ -1,0 +1,93 @@
+"""The digits MLP in plain JAX (the engine Trax runs on). JAX has no visualization API of its
+own to log the loss through, so this file logs nothing: what a JAX user is left with."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.example_libraries import optimizers
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+# %% data
+
+
+def load_data(spec):
+    digits = load_digits()
+    x = digits.data.astype(np.float32) / 16.0
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target.astype(np.int32), test_size=spec["eval_fraction"],
+        random_state=spec["seed"])
+    rng = np.random.default_rng(spec["seed"])
+
+    def batches():
+        while True:  # one shuffled epoch after another, the last partial batch dropped
+            order = rng.permutation(len(x_train))
+            for start in range(0, len(order) - spec["batch"] + 1, spec["batch"]):
+                rows = order[start:start + spec["batch"]]
+                yield x_train[rows], y_train[rows]
+
+    return {"train": batches(), "test": (x_test, y_test)}
+
+
+# %% model
+
+
+def init_params(key, sizes):
+    """Glorot-uniform kernels and zero biases, one dense layer per pair of sizes."""
+    params = []
+    for layer_key, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:],
+                                      strict=True):
+        bound = np.sqrt(6.0 / (n_in + n_out))
+        w = jax.random.uniform(layer_key, (n_in, n_out), minval=-bound, maxval=bound)
+        params.append({"w": w, "b": jnp.zeros(n_out)})
+    return params
+
+
+def forward(params, x):
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    return x @ params[-1]["w"] + params[-1]["b"]
+
+
+def build_model(spec):
+    return init_params(jax.random.PRNGKey(spec["seed"]),
+                       [64, spec["hidden"], spec["hidden"], 10])
+
+
+# %% training
+
+
+def loss_fn(params, x, y):
+    logp = jax.nn.log_softmax(forward(params, x))
+    return -jnp.take_along_axis(logp, y[:, None], axis=-1).mean()
+
+
+def make_trainer(params, data, spec):
+    opt = spec["optimizer"]  # jax.example_libraries' adam has no weight decay: 0 in the spec
+    opt_init, opt_update, get_params = optimizers.adam(opt["lr"], b1=opt["b1"], b2=opt["b2"],
+                                                       eps=opt["eps"])
+
+    @jax.jit
+    def update(step, opt_state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(get_params(opt_state), x, y)
+        return loss, opt_update(step, grads, opt_state)
+
+    state = {"opt": opt_init(params), "step": 0}
+
+    def train_step():
+        x, y = next(data["train"])
+        loss, state["opt"] = update(state["step"], state["opt"], x, y)
+        state["step"] += 1
+        return loss
+
+    train_step.params = lambda: get_params(state["opt"])
+    return train_step
+
+
+# %% evaluation
+
+
+def evaluate(params, trainer, data, spec):
+    x_test, y_test = data["test"]
+    logits = forward(trainer.params(), x_test)
+    return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == y_test))}
