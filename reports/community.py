@@ -141,14 +141,11 @@ def _git(inp: SectionInput, names, order) -> dict[str, Any]:
 
 def _org_shares(inp: SectionInput, names, order) -> dict[str, Any]:
     """Who backs each framework: commit and author shares by organisation, as of the run."""
-    rows = inp.store.query(
-        "SELECT o.* FROM community_org_shares o JOIN (SELECT framework, MAX(run_id) AS run_id"
-        " FROM community_org_shares WHERE run_id <= ? GROUP BY framework) latest"
-        " USING (framework, run_id) ORDER BY framework, period, commits DESC, org",
-        [inp.run_id])
-    rows = [dict(r, framework_name=names[r["framework"]]) for r in rows
+    rows = [dict(r, framework_name=names[r["framework"]])
+            for r in inp.latest_as_of_run("community_org_shares", "framework")
             if r["framework"] in order]
-    rows.sort(key=lambda r: (order[r["framework"]], r["period"] != "all_time", -r["commits"]))
+    rows.sort(key=lambda r: (order[r["framework"]], r["period"] != "all_time", -r["commits"],
+                             r["org"]))
     return {"rows": rows, "basis": rows[0]["basis"] if rows else None}
 
 

@@ -7,14 +7,14 @@ own process, so the framework is already imported. Per framework and mode it rec
   jit), with the error where it did not;
 * ``graph_breaks``: torch.compile's graph breaks in the job (None where the mode has no
   graph-breaking compiler: a tracer refuses instead, or nothing is compiled);
-* ``callback_needed``: whether a user must route the library call through a callback API to
-  run it inside the framework's step, and what the gradient takes (declared below from each
-  framework's docs, not parsed from the files: the files show it, this says it);
 * ``dlpack_zero_copy``: whether arrays cross between the framework and NumPy through DLPack
   without a copy, each way, read off the buffers' addresses.
 
 The overhead against the pure-framework model (``kernels/hybrid_pure``) is a ratio of two
-jobs' step medians, so it is computed from the store (claims.toml, ``hybrid_overhead``).
+jobs' step times, read from the store (both tasks' samples); it judges no claim until it has
+an interval (claims.toml, arch.hybrid).
+Whether a file had to route the call through a host-callback API is read from the files by
+the analyzers (claims.toml, ``hybrid_callback``), one list of such APIs for every side.
 """
 
 from __future__ import annotations
@@ -23,17 +23,6 @@ import pathlib
 from typing import Any
 
 import numpy as np
-
-#: What each framework needs to call a host library inside its step, from its docs:
-#: (callback needed, what a user writes).
-CALLBACK_NEEDED: dict[str, tuple[bool, str]] = {
-    "pytorch": (False, "none: NumPy/SciPy on .detach().cpu().numpy() in eager code, which "
-                       "torch.compile splits around (graph breaks); torch.autograd.Function "
-                       "for the gradient"),
-    "trax": (True, "jax.pure_callback inside the traced step, jax.custom_vjp for the "
-                   "gradient, wrapped in a lambda for tl.Fn"),
-    "jax": (True, "jax.pure_callback inside jax.jit, jax.custom_vjp for the gradient"),
-}
 
 #: NumPy guarantees this alignment of its buffers; DLPack importers may want more (64 bytes).
 NUMPY_ALIGNMENT = 16
@@ -96,9 +85,6 @@ def checks(framework: str, mode: str, spec: dict[str, Any], workdir: pathlib.Pat
     rows.append({"check": "graph_breaks", "ok": None, "value": breaks, "unit": "breaks",
                  "detail": None if breaks is not None
                  else "not applicable: no graph-breaking compiler in this mode"})
-    needed, what = CALLBACK_NEEDED[framework]
-    rows.append({"check": "callback_needed", "ok": None, "value": 1.0 if needed else 0.0,
-                 "unit": "1 = needed", "detail": what})
     exchange = dlpack_exchange(framework, spec.get("device", "cpu"))
     shared = sum(1 for v in exchange.values() if v is True)
     said = {True: "shared", False: "copied"}

@@ -31,7 +31,6 @@ import responses
 
 from fwsurvey.collectors.github import ISSUES_WATERMARK, GitHubCollector
 from fwsurvey.collectors.stage import collect_source
-from fwsurvey.config import load_config
 from fwsurvey.sources import Checkpoint, Item, ItemNotFound
 from fwsurvey.store import Store
 from tests.conftest import FIXED_NOW, FIXTURES
@@ -162,15 +161,6 @@ class FakeGitHub:
         return [q.get("since", [""])[0] for q in queries if "page" not in q]
 
 
-@pytest.fixture
-def config(write_config):
-    return load_config(write_config())
-
-
-@pytest.fixture
-def fake():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
 
 
 def collector(config, sleeps: list | None = None, now=FIXED_NOW) -> GitHubCollector:

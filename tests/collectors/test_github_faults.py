@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
-import responses
 
 from fwsurvey.collectors.github import ISSUES_WATERMARK
-from fwsurvey.config import load_config
 from tests.collectors.test_github import (
     ISSUES,
     RESET,
@@ -24,17 +21,6 @@ from tests.collectors.test_github import (
 
 RATE_LIMITED = (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": RESET},
                 body("primary-rate-limit.json"))
-
-
-@pytest.fixture
-def config(write_config):
-    return load_config(write_config())
-
-
-@pytest.fixture
-def fake():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
 
 
 def numbers(store) -> list[int]:
