@@ -55,8 +55,23 @@ _LEAVES = (cst.SimpleString, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis
 
 
 def _child_fields(kind: type) -> tuple[str, ...]:
+    if issubclass(kind, _LEAVES):
+        return ()
     return tuple(f.name for f in dataclasses.fields(kind)
                  if f.name not in _FORMAT_FIELDS and not f.name.startswith("whitespace"))
+
+
+#: Whether a type is a libcst node, by type: ``isinstance`` against libcst's abstract base
+#: classes goes through ``ABCMeta.__instancecheck__``, a fifth of the scan's time.
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node(value: object) -> bool:
+    kind = type(value)
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = issubclass(kind, cst.CSTNode)
+    return known
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -107,6 +122,9 @@ class _Scope:
     count: int = 0
     overwrites: dict[str, _Scope] = field(default_factory=dict)
     globals: _Scope | None = None
+    #: ``name in scope`` answers, kept once the scan is over (:meth:`done`) and nothing binds:
+    #: resolving asks the same names of the same scopes again and again.
+    seen: dict[str, bool] | None = None
 
     def __post_init__(self) -> None:
         if self.parent is None:  # the builtins: its own parent, as in libcst
@@ -126,6 +144,15 @@ class _Scope:
         return parent
 
     def __contains__(self, name: str) -> bool:
+        seen = self.seen
+        if seen is not None:
+            known = seen.get(name)
+            if known is None:
+                known = seen[name] = self._contains(name)
+            return known
+        return self._contains(name)
+
+    def _contains(self, name: str) -> bool:
         if self.kind == "builtin":
             return hasattr(builtins, name)
         if name in self.overwrites:
@@ -154,6 +181,7 @@ class _Scope:
 
     def bind(self, name: str, imported=None) -> None:
         scope = self.target(name)
+        assert scope.seen is None, "bound after the scan"
         scope.bindings.setdefault(name, []).append(
             _Binding(name, scope, scope.count, imported))
 
@@ -267,7 +295,9 @@ class _Scanner:
 
     def __init__(self) -> None:
         self.out = ModuleNames()
-        self.scope = _Scope("global", _Scope("builtin", None))
+        builtin = _Scope("builtin", None)
+        self.scope = _Scope("global", builtin)
+        self.scopes = [builtin, self.scope]  # every scope, for :meth:`module`
         self.enclosing: cst.CSTNode | None = None  # libcst's top-level attribute
         self.statement = 0
         self.special = {
@@ -288,6 +318,8 @@ class _Scanner:
         for i, stmt in enumerate(module.body):
             self.statement = i
             self.walk(stmt, _LOAD)
+        for scope in self.scopes:  # the scan is over: no scope changes now
+            scope.seen = {}
         return self.out
 
     def walk(self, node: cst.CSTNode, ctx: int) -> None:
@@ -296,18 +328,16 @@ class _Scanner:
         if handler is not None:
             handler(node, ctx)
             return
-        if isinstance(node, _LEAVES):
-            return
-        names = _FIELDS.get(kind)
+        names = _FIELDS.get(kind)  # none for a leaf (_LEAVES)
         if names is None:
             names = _FIELDS[kind] = _child_fields(kind)
         for name in names:
             value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
+            if _is_node(value):
                 self.walk(value, ctx)
             elif isinstance(value, (tuple, list)):
                 for item in value:
-                    if isinstance(item, cst.CSTNode):
+                    if _is_node(item):
                         self.walk(item, ctx)
 
     def _leave_binding(self) -> None:
@@ -396,6 +426,7 @@ class _Scanner:
     def _in_scope(self, kind: str, walk) -> None:
         outer = self.scope
         self.scope = _Scope(kind, outer)
+        self.scopes.append(self.scope)
         try:
             walk()
         finally:

@@ -1,6 +1,6 @@
 """The ``analyze`` stage: library surfaces and the ergonomics of code, into the store.
 
-Two units, each written in one transaction with its outcome:
+Three units, each written in one transaction with its outcome:
 
 * ``library_surface``: each framework configured under ``[analyzers.library_surface.FW]``,
   introspected in a subprocess (fwsurvey.analyzers.library_surface), with the distributed
@@ -14,7 +14,10 @@ Two units, each written in one transaction with its outcome:
   just read, else the newest stored one. Given an executor other than the local one
   (``fwsurvey analyze --executor ray``), the misses go to it in batches of files
   (fwsurvey.analyzers.workers.run_batched), each batch under the same limits on its node;
-  this process still writes every row.
+  this process still writes every row;
+* ``edits``: the size of each standard edit of the paired tasks (modular changes, issue #14:
+  ``kernels/<task>/variants/``, fwsurvey.analyzers.edits), when ``kernels/variants.toml``
+  lists them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fwsurvey.analyzers.edits import INDEX_NAME, edit_records
 from fwsurvey.analyzers.ergonomics import LibraryIndex
 from fwsurvey.analyzers.library_surface import (
     SurfaceFailed,
@@ -61,6 +65,7 @@ from fwsurvey.stage import Stage, StageContext, Tally, Unit, UnitFailed, UnitSki
 from fwsurvey.store import Store, utcnow
 
 SURFACE_SOURCE = "library_surface"
+EDITS_SOURCE = "edits"
 ERGONOMICS_SOURCE = "ergonomics"
 
 
@@ -88,6 +93,10 @@ class AnalyzeStage(Stage):
             surface = SurfaceUnit()
             yield surface
         yield ErgonomicsUnit(self.paths, surface=surface, executor=self.executor)
+        # Modular changes: only where the kernels folder has a variant index (a survey of
+        # other code or kernels without variants gets no row for it).
+        if not self.paths and (ergonomics_settings(ctx.config).kernels / INDEX_NAME).exists():
+            yield EditsUnit()
 
 
 class SurfaceUnit(Unit):
@@ -234,6 +243,30 @@ class ErgonomicsUnit(Unit):
             return "error", "no file could be analyzed"
         total = tally.items_ok + len(tally.errors)
         return "partial", f"{len(tally.errors)} of {total} files not analyzed"
+
+
+class EditsUnit(Unit):
+    """Modular changes: the size of each standard edit of the paired tasks, per framework
+    (fwsurvey.analyzers.edits), from ``kernels/variants.toml`` and the variant files."""
+
+    source = EDITS_SOURCE
+    noun = "edits"
+    verb = "measured"
+
+    def run(self, ctx: StageContext, tally: Tally) -> None:
+        kernels = ergonomics_settings(ctx.config).kernels
+        records, items = edit_records(kernels, tuple(ctx.config.compare), utcnow(),
+                                      ctx.config.path.parent)
+        if not items:
+            raise UnitSkipped(f"no edits listed in {kernels / INDEX_NAME}")
+        tally.start(len(items))
+        tally.add(records)
+        for record in records:
+            if record.row["status"] == "error":
+                item = f"{record.row['task']}/{record.row['edit']}/" \
+                       f"{record.row['framework']}"
+                tally.fail(item, "parse_error", record.row["note"], advance=False)
+        tally.items_ok = len(items) - len(tally.errors)
 
 
 def stored_index(store: Store) -> LibraryIndex:

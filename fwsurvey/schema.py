@@ -976,6 +976,45 @@ def m018_experiments(db: Database) -> None:
     """)
 
 
+@migrations()
+def m020_code_edits(db: Database) -> None:
+    """Modular changes (issue #14 §4): the size of each standard edit (swap the optimizer, an
+    activation, add a residual block, dropout) per task and framework, measured by the
+    analyzers on the variant files against the base implementation."""
+    db.executescript(f"""
+    CREATE TABLE code_edits (
+        {PROVENANCE},
+        task TEXT NOT NULL,
+        edit TEXT NOT NULL,
+        framework TEXT NOT NULL,
+        status TEXT NOT NULL,
+        base_path TEXT,
+        variant_path TEXT,
+        lines_added INTEGER,
+        lines_removed INTEGER,
+        lines_changed INTEGER,
+        tokens_added INTEGER,
+        tokens_removed INTEGER,
+        tokens_changed INTEGER,
+        base_tokens INTEGER,
+        scopes_touched INTEGER,
+        scopes TEXT,
+        phases_touched INTEGER,
+        phases TEXT,
+        note TEXT,
+        base_sha256 TEXT,
+        variant_sha256 TEXT,
+        analyzer_version TEXT NOT NULL,
+        PRIMARY KEY (run_id, task, edit, framework)
+    );
+    CREATE VIEW code_edits_latest AS
+        SELECT e.* FROM code_edits e
+        JOIN (SELECT task, edit, framework, MAX(run_id) AS run_id FROM code_edits
+              GROUP BY task, edit, framework) latest
+        USING (task, edit, framework, run_id);
+    """)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How the store writes one table, read off the table's definition.

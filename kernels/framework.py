@@ -56,6 +56,9 @@ class DynamicVariant:
     mode: str
     variant: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: The profiles that run it. A CPU-sized run keeps each framework's default shape
+    #: policies and leaves some alternatives to the full profile (the run-time budget).
+    profiles: tuple[str, ...] = ("quick", "full")
 
 
 @dataclass(frozen=True)

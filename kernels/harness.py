@@ -56,6 +56,10 @@ REPORTING = True
 
 #: Measurement windows of the steady phase, unless the job's spec says ``windows``.
 WINDOWS = 3
+#: Experiments whose jobs end without a final evaluation: a dynamic-shape run has no quality
+#: target (its model and data are the train job's, evaluated there), and evaluating it would
+#: add the eval graph's recompiles to the run's time for nothing a verdict reads.
+NO_FINAL_EVAL = ("dynamic",)
 
 
 def emit(event: str, **payload: Any) -> None:
@@ -265,7 +269,8 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
 
     sizes = window_sizes(spec["steps"] - 1 - spec["warmup_steps"],
                          spec.get("windows", WINDOWS))
-    per_window_eval = (not parallel and job.get("experiment", "train") == "train"
+    experiment = job.get("experiment", "train")
+    per_window_eval = (not parallel and experiment == "train"
                        and spec.get("target") is not None and "seq_lens" not in spec)
     comm0 = parallel.comm_seconds() if parallel else None
     steady: list[StepSample] = []
@@ -303,8 +308,9 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
                                         if comm0 is not None and comm1 is not None and steady
                                         else None)
             emit("steady", **_steady_payload(result, training))
-        if per_window_eval or (last and not parallel):
-            # A scaling run measures steps and loss parity, not quality.
+        if per_window_eval or (last and not parallel and experiment not in NO_FINAL_EVAL):
+            # A scaling run measures steps and loss parity, not quality; a dynamic-shape run
+            # measures throughput with its recompiles (its quality is the train job's).
             emit("phase", phase="eval", window=k)
             t0 = time.perf_counter()
             with adapter.precision_context(spec):
@@ -343,6 +349,12 @@ def run(job: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, 
         parallel.close()
     else:
         result["checks"] = run_checks(job, spec, result, announce=True)
+        deploy_checks = run_deploy(job, spec, adapter, data, model, trainer)
+        if deploy_checks:
+            result["checks"] = (result["checks"] or []) + deploy_checks
+        variant_checks = run_variants(job, spec, adapter, data, model, trainer)
+        if variant_checks:
+            result["checks"] = (result["checks"] or []) + variant_checks
     return result
 
 
@@ -391,6 +403,62 @@ def run_checks(job: dict[str, Any], spec: dict[str, Any], result: dict[str, Any]
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return [{"check": "checks", "ok": False, "value": None, "unit": None,
                  "detail": f"checks() raised: {text[-1000:]}"}]
+
+
+def run_variants(job: dict[str, Any], spec: dict[str, Any], adapter: FrameworkAdapter,
+                 data: Any, model: Any, trainer: Any) -> list[dict[str, Any]] | None:
+    """Modular changes (issue #14 §4): train each variant file of the job's task a few steps
+    in this process, on the data already loaded (:mod:`fwsurvey.kernels.variants`); one
+    ``variant.<edit>`` check per variant (and ``variant.<edit>.changed``).
+
+    Only in the framework's reference job: its adapter's first mode the task runs (a spec's
+    ``modes`` may leave some out), a training job in fp32, so each variant trains once per
+    framework. None when the job is not that or the task has no variants; a failure of the
+    whole hook is one ``variants`` check with the error.
+    """
+    runs = [m for m in adapter.mode_names if m in (spec.get("modes") or adapter.mode_names)]
+    if (job.get("experiment", "train") != "train" or not runs or job.get("mode") != runs[0]
+            or spec.get("precision", "fp32") != "fp32"):
+        return None
+    from fwsurvey.kernels.variants import KERNELS_DIR, train_variants
+
+    task = job.get("task") or spec.get("task")  # a job run in-process may name it in its spec
+    if not task or not (KERNELS_DIR / task / "variants").is_dir():
+        return None
+    job = {**job, "task": task}
+    try:  # each variant is its own phase (variant.<edit>), under the runner's phase limit
+        return train_variants(job, spec, data, model, trainer, adapter,
+                              announce=lambda edit: emit("phase", phase=f"variant.{edit}"))
+    except Exception as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return [{"check": "variants", "ok": False, "value": None, "unit": None,
+                 "detail": f"variants raised: {text[-1000:]}"}]
+
+
+def run_deploy(job: dict[str, Any], spec: dict[str, Any], adapter: FrameworkAdapter,
+               data: Any, model: Any, trainer: Any) -> list[dict[str, Any]] | None:
+    """Deployment (issue #14 §2): export the model this job trained by the task's
+    ``<framework>_deploy.py`` and run it in each target runtime
+    (:mod:`fwsurvey.kernels.deploy.driver`); ``deploy.<path>.*`` checks.
+
+    Only where the task's spec has a ``[deploy]`` table, in the framework's reference job
+    (its adapter's first mode, a CPU training job in fp32: the targets are CPU runtimes), so
+    each model deploys once per framework. A failure of the whole hook is one ``deploy``
+    check with the error.
+    """
+    if (not spec.get("deploy") or job.get("experiment", "train") != "train"
+            or job.get("mode") != adapter.modes[0].name or job["device"] != "cpu"
+            or spec.get("precision", "fp32") != "fp32"):
+        return None
+    emit("phase", phase="deploy")
+    try:
+        from fwsurvey.kernels.deploy.driver import deploy
+
+        return deploy(job["framework"], job["module"], spec, model, trainer, data)
+    except Exception as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return [{"check": "deploy", "ok": False, "value": None, "unit": None,
+                 "detail": f"deploy raised: {text[-1000:]}"}]
 
 
 def _steady_payload(result: dict[str, Any], training: Training) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def train_jobs(tasks: list[Task], frameworks: list[str], profile: str, device: s
     jobs = []
     for task in tasks:
         experiment = task.spec.get("experiment", "train")
-        only = task.spec.get("modes")
+        only = task.profile(profile).get("modes")  # the profile's own list, else the task's
         for adapter in _adapters(task, frameworks):
             for mode in adapter.mode_names:
                 if only is not None and mode not in only:
@@ -73,6 +73,8 @@ def dynamic_jobs(task: Task, frameworks: list[str], profile: str, device: str,
         if adapter.name not in frameworks or adapter.name not in task.frameworks:
             continue
         for dyn in adapter.dynamic_variants:
+            if profile not in dyn.profiles:
+                continue
             spec = {**task.profile(profile), **task.spec.get("dynamic", {}), **dyn.overrides}
             spec["tokens_per_step"] = spec["batch"] * statistics.mean(spec["seq_lens"])
             jobs.append(_job(task, adapter, dyn.mode, spec, device, profile, "dynamic",

@@ -36,6 +36,9 @@ PHASE_TIMEOUTS = {
     "full": {"import": 300, "data": 300, "build": 300, "first_step": 900, "warmup": 900,
              "steady": 600, "eval": 300},
 }
+#: Seconds allowed for a phase no profile names (the task's checks, its deployment paths,
+#: each modular variant): the message of a timeout states it too.
+DEFAULT_PHASE_LIMIT = 300
 
 
 @dataclass
@@ -174,7 +177,8 @@ def _watch(job: Job, proc: subprocess.Popen, lines: queue.Queue, err_lines: list
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             _kill(proc)
-            limit = job.timeouts.get(phase if phase != "start" else "import")
+            limit = job.timeouts.get(phase if phase != "start" else "import",
+                                     DEFAULT_PHASE_LIMIT)
             result = {**partial, "samples": samples, "status": "timeout",
                       "error": f"phase {phase!r} passed its {limit} s limit"}
             break
@@ -189,7 +193,7 @@ def _watch(job: Job, proc: subprocess.Popen, lines: queue.Queue, err_lines: list
             now = time.monotonic()
             spent[phase] = spent.get(phase, 0.0) + now - entered
             phase, entered = event["phase"], now
-            deadline = now + job.timeouts.get(phase, 300) - spent.get(phase, 0.0)
+            deadline = now + job.timeouts.get(phase, DEFAULT_PHASE_LIMIT) - spent.get(phase, 0.0)
         elif kind == "window":
             samples += event.get("samples") or []
         elif kind == "steady":

@@ -137,6 +137,8 @@ class ProfileTable(Hyperparameters):
     """
 
     lr: float | None = None
+    #: Run only these modes in this profile (overrides the task's ``modes``).
+    modes: list[Annotated[str, AfterValidator(_is_mode)]] | None = None
 
 
 class DynamicTable(Hyperparameters):
@@ -150,6 +152,16 @@ class ScalingTable(Hyperparameters):
 
     loss_tolerance: float | None = None
     loss_tolerance_bf16: float | None = None
+
+
+class DeployTable(ConfigModel):
+    """``[deploy]``: export the trained model to these targets and run it there (issue #14
+    §2), in each framework's reference job; the export code is ``<framework>_deploy.py``
+    (one ``export_<path>`` function per path), the driver :mod:`fwsurvey.kernels.deploy`."""
+
+    paths: list[Literal["server", "mobile", "web"]]
+    #: Timed inferences of the whole test set per path (after one untimed first run).
+    repeats: int = 3
 
 
 class TaskSpec(Hyperparameters):
@@ -178,6 +190,7 @@ class TaskSpec(Hyperparameters):
     full: ProfileTable
     dynamic: DynamicTable | None = None
     scaling: ScalingTable | None = None
+    deploy: DeployTable | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,9 @@ class Task:
         optimizer = dict(self.spec.get("optimizer", {}))
         if "lr" in own:
             optimizer["lr"] = own.pop("lr")
-        return {**common, **own, "optimizer": optimizer, "task": self.name,
+        # The [deploy] table travels whole: the harness's deploy phase reads it.
+        deploy = {"deploy": dict(self.spec["deploy"])} if "deploy" in self.spec else {}
+        return {**common, **own, **deploy, "optimizer": optimizer, "task": self.name,
                 "profile": profile}
 
     def impl_module(self, framework: str) -> str:

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from fwsurvey.claims import SECTIONS, VERDICTS
 from fwsurvey.config import SurveyConfig
+from fwsurvey.reports.experiments import experiment_tables
 from fwsurvey.reports.sections import SectionInput, builders
 from fwsurvey.reports.verdicts import (
     bottom_line,
@@ -86,6 +87,8 @@ def report_context(store: Store, config: SurveyConfig, out_dir: Path,
     sections = []
     for s in SECTIONS:
         data = section_builders[s.slug](inp) if s.slug in section_builders else {}
+        data = {**data, "experiments": experiment_tables(inp, s.slug)}
+        data["measured"] = bool(data.get("measured") or data["experiments"])
         claims = [c for c in verdicts["claims"] if c["section"] == s.slug]
         sections.append({
             "slug": s.slug, "title": s.title, "measured_by": s.measured_by,

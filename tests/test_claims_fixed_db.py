@@ -50,7 +50,7 @@ def test_fixed_database_exercises_every_outcome(judged):
     verdicts = Counter(r["verdict"] for r in judged["claims"])
     favours = Counter(r["favours"] for r in judged["claim_evidence"])
     decisions = Counter(r["decision"] for r in judged["claim_evidence"])
-    assert len(judged["claims"]) == 33
+    assert len(judged["claims"]) == 35
     assert set(verdicts) == {"supported", "contradicted", "mixed", "insufficient evidence",
                              "unmeasurable"}
     assert {"pytorch", "trax"} <= {r["favours"] for r in judged["claims"]}

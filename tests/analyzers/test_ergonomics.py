@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from radon.visitors import ComplexityVisitor
 
 from fwsurvey.analyzers.cognitive import cognitive_complexity, max_nesting
 from fwsurvey.analyzers.ergonomics import LibraryIndex, analyze_source
-from fwsurvey.analyzers.measure import measure
+from fwsurvey.analyzers.measure import measure, measure_all
 from fwsurvey.analyzers.phases import split_phases
 from fwsurvey.analyzers.settings import ErgonomicsSettings
 from tests.analyzers.snippets import CEREMONY, IMPORTS, JAX, TORCH, TRAX
@@ -215,3 +219,52 @@ def test_bad_inputs_are_file_errors(name, data, kind, message):
     result = measure(name, data, None, SETTINGS, INDEX)
     assert result["error"] == kind
     assert message in result["message"]
+
+
+# -- workers: what makes them fast changes no result -----------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_workers_measure_the_paired_implementations_as_this_process_does():
+    # Workers tune the garbage collector (fwsurvey.analyzers.workers.GC_THRESHOLD) and skip
+    # the parent's main module: the rows must not move.
+    files = sorted(REPO.glob("kernels/*/*_impl.py"))
+    assert len(files) >= 10, "the paired implementations were not found"
+    jobs = [(str(p), p.read_bytes(), None) for p in files]
+    settings = replace(SETTINGS, workers=2, max_file_bytes=2_000_000)
+    here = [measure(*job, settings, INDEX) for job in jobs]
+    assert [r.get("error") for r in here] == [None] * len(jobs)
+    assert list(measure_all(jobs, settings, INDEX)) == here
+
+
+MAIN = """
+import os
+import sys
+from pathlib import Path
+
+Path(sys.argv[1], str(os.getpid())).write_text("")  # each process that runs this file
+
+from fwsurvey.analyzers.ergonomics import LibraryIndex
+from fwsurvey.analyzers.measure import measure_all
+from fwsurvey.analyzers.settings import ErgonomicsSettings
+
+if __name__ == "__main__":
+    settings = ErgonomicsSettings(kernels=Path("."), workers=2)
+    jobs = [(f"{i}.py", b"x = (1 +\\n  2)\\n", None) for i in range(4)]
+    print(sum(r["phases"][0]["sloc"] for r in measure_all(jobs, settings, LibraryIndex())))
+    print(os.getpid(), __file__)
+"""
+
+
+def test_workers_do_not_run_the_parents_main_module(tmp_path):
+    script, ran = tmp_path / "main.py", tmp_path / "ran"
+    script.write_text(MAIN)
+    ran.mkdir()
+    out = subprocess.run([sys.executable, str(script), str(ran)], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.split("\n")
+    assert out[0] == "8"  # 4 files of 2 lines of code, measured by the workers
+    parent, main_file = out[1].split(" ", 1)
+    assert main_file == str(script)  # restored after the workers started
+    assert [p.name for p in ran.iterdir()] == [parent]

@@ -360,6 +360,12 @@ RAW_CASES = [
     "s = 'a' \\\n    'b'\nx = a$b\nt = a ! b\n",
     "def f():\n    \"\"\"Doc.\"\"\"\n    return (\n        1)\n",
     "x = 0777 + 1__0\n~y@z\n",
+    # Lines raw_analyze counts untokenized: brackets closed on the line, colons (radon counts
+    # 2 logical lines when one is not last), comments; and their neighbours that are not.
+    "y = x[1:2]\nif a: b\ndef f(x, *a, **k) -> int:  # c: d\n    return {a: b[::2]}  # x\n"
+    "# only: a (comment\n  #indented\nz = (a]\nw = (x := 1)\nf(a)(b)[c]\n",
+    "t = f(a,\n  b)  # open\n)\nu = g()) + (\n1)\nv = h(\n# (\n)\nk = {\n'a': 1}\n",
+    "s = 'x'  # quote\nq = [a, \"#\"]  # hash in a string\nif (a and\n    b):\n    c: int = 1\n",
 ]
 
 

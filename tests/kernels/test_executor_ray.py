@@ -25,6 +25,7 @@ from fwsurvey.executor import (
     ray_options,
 )
 from fwsurvey.kernels import stage
+from fwsurvey.kernels.compare import comparable, differences
 from fwsurvey.kernels.runner import Job
 from fwsurvey.kernels.stage import TrainOptions, TrainStage
 from fwsurvey.store import Store
@@ -34,13 +35,6 @@ ray = pytest.importorskip("ray")
 REPO = Path(__file__).parent.parent.parent
 SPEC = {"batch": 4, "steps": 6, "warmup_steps": 2, "metric": "accuracy", "target": 0.5,
         "task": "fake", "profile": "quick"}
-
-#: Columns that differ from run to run, or by design between executors.
-VARYING = {"run_id", "fetched_at", "wall_s", "import_s", "data_s", "build_s", "first_step_s",
-           "step_median_ms", "step_iqr_ms", "step_mean_ms", "throughput", "peak_mem_mb",
-           "time_to_target_s", "data_ms_median", "compute_ms_median", "eval_s",
-           "compile_s_total", "compile_s_timed", "executor", "node"}
-
 
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -81,22 +75,6 @@ def rows(db: Path, table: str, order: str) -> list[dict]:
         store.close()
 
 
-def comparable(db: Path) -> dict[str, list[dict]]:
-    """What must not depend on the executor: every stored field but timings and place."""
-    return {
-        "kernel_runs": [{k: v for k, v in r.items() if k not in VARYING}
-                        for r in rows(db, "kernel_runs", "job")],
-        "kernel_curves": [{k: v for k, v in r.items() if k not in VARYING}
-                          for r in rows(db, "kernel_curves", "job, step")],
-        "samples": [(r["job"], r["window"], r["step"], r["fingerprint"])
-                    for r in rows(db, "kernel_samples", "job, window, step")],
-        "run_sources": [(r["source"], r["status"], r["items_ok"], r["reason"])
-                        for r in rows(db, "run_sources", "source")],
-        "item_errors": [(r["item"], r["kind"], r["message"])
-                        for r in rows(db, "item_errors", "item")],
-    }
-
-
 def test_the_matrix_on_ray_stores_what_the_local_executor_stores(
         ray_cluster, write_config, tmp_path, monkeypatch, run_stage):
     config_path = write_config()
@@ -112,7 +90,15 @@ def test_the_matrix_on_ray_stores_what_the_local_executor_stores(
     assert info.value.code == cli.EXIT_DEGRADED  # the crash and the missed target
 
     local, remote = comparable(tmp_path / "local.db"), comparable(tmp_path / "ray.db")
-    assert remote == local
+    assert remote == local and differences(local, remote) == []
+    local_sources = rows(tmp_path / "local.db", "run_sources", "source")
+    assert ([(r["source"], r["status"], r["items_ok"], r["reason"]) for r in local_sources]
+            == [(r["source"], r["status"], r["items_ok"], r["reason"])
+                for r in rows(tmp_path / "ray.db", "run_sources", "source")])
+    assert ([(r["item"], r["kind"], r["message"])
+             for r in rows(tmp_path / "local.db", "item_errors", "item")]
+            == [(r["item"], r["kind"], r["message"])
+                for r in rows(tmp_path / "ray.db", "item_errors", "item")])
     outcomes = {r["job"]: r["outcome"] for r in local["kernel_runs"]}
     assert outcomes == {"fake/jax/jax-jit/train/default": "ok",
                         "fake/jax/jax-jit/train/broken": "crashed",

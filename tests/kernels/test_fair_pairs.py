@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fwsurvey.kernels.adapters import ADAPTERS
 from fwsurvey.kernels.tasks import discover
 
 TASKS = discover()
@@ -41,6 +42,20 @@ def built(task: str, framework: str, spec: dict[str, Any]):
     data = module.load_data(spec)
     model = module.build_model(spec)
     return module, data, model, module.make_trainer(model, data, spec)
+
+
+@pytest.mark.parametrize("task", sorted(t for t in TASKS
+                                         if TASKS[t].spec.get("experiment", "train") != "train"))
+def test_the_experiment_pairs_match_in_parameter_count(tmp_path, task):
+    """Each experiment's models, built from the spec on every side, have the same number of
+    parameters (the reference pairs are checked after training, in test_tasks.py)."""
+    counts = {}
+    for framework in TASKS[task].frameworks:
+        spec = quick_spec(task, tmp_path / framework)
+        _, _, model, trainer = built(task, framework, spec)
+        counts[framework] = ADAPTERS[framework].count_params(model, trainer)
+    assert len(counts) == 3 and counts["pytorch"] > 0
+    assert len(set(counts.values())) == 1, counts
 
 
 @pytest.mark.parametrize("task, framework",

@@ -88,6 +88,17 @@ def test_time_to_target_is_the_first_window_end_that_meets_it():
     assert 0 < result["time_to_target_s"] < result["train_s"]
 
 
+def test_a_dynamic_shape_job_ends_without_evaluating():
+    # No quality target in the dynamic experiment: no evaluation (and its recompiles) at all,
+    # where the same job as a training is evaluated after each of its three windows.
+    job = fake_job("learns")
+    job.experiment = "dynamic"
+    result = run_job(job)
+    assert result["status"] == "ok" and result["windows"] == 3
+    assert (result["target_evals"], result["metrics"], result["eval_s"]) == ([], {}, 0.0)
+    assert len(run_job(fake_job("learns"))["target_evals"]) == 3
+
+
 @pytest.mark.parametrize("behaviour, status, expected", [
     ("crash_in_build", "crashed", "crashed"),
     ("low_accuracy", "ok", "missed_target"),

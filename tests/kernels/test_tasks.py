@@ -13,7 +13,7 @@ import pytest
 from fwsurvey.kernels import harness
 from fwsurvey.kernels.adapters import MODES
 from fwsurvey.kernels.flops import transformer_params
-from fwsurvey.kernels.matrix import dynamic_jobs
+from fwsurvey.kernels.matrix import dynamic_jobs, train_jobs
 from fwsurvey.kernels.tasks import discover
 
 TASKS = discover()
@@ -86,10 +86,32 @@ def test_bucketing_bounds_jax_recompilations():
                               "device": "cpu"})
         compiles[variant] = result["compiles_timed"]
     lengths, buckets = task.spec["dynamic"]["seq_lens"], task.spec["dynamic"]["buckets"]
-    # 29 timed steps draw (almost surely) most of the 8 lengths, minus the first one seen.
+    # 29 timed steps draw (almost surely) most of the lengths, minus the first one seen.
     assert compiles["exact-lengths"] >= len(lengths) - 3
     assert compiles["bucketed"] <= len(buckets) - 1
     assert compiles["bucketed"] < compiles["exact-lengths"]
+
+
+def test_a_profile_runs_its_own_modes_and_dynamic_variants():
+    """The quick profile leaves PyTorch's alternative shape policies and custom_checkpoint's
+    compiled run to the full profile (the run-time budget); the full profile runs them all."""
+    def variants(profile):
+        return {(j.framework, j.variant)
+                for j in dynamic_jobs(TASKS["transformer_lm"], ["pytorch", "trax", "jax"],
+                                      profile, "cpu")}
+
+    quick, full = variants("quick"), variants("full")
+    assert quick == {("pytorch", "eager"), ("pytorch", "dynamic=None"),
+                     ("trax", "exact-lengths"), ("trax", "bucketed"),
+                     ("jax", "exact-lengths"), ("jax", "bucketed")}
+    assert full - quick == {("pytorch", "dynamic=True"), ("pytorch", "bucketed")}
+
+    def modes(profile):
+        return sorted(j.mode for j in train_jobs([TASKS["custom_checkpoint"]],
+                                                 ["pytorch", "trax"], profile, "cpu"))
+
+    assert modes("quick") == ["torch-eager", "trax"]
+    assert modes("full") == ["torch-compile", "torch-eager", "trax"]
 
 
 def test_every_task_folder_is_packaged():

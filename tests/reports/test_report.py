@@ -104,11 +104,49 @@ def add_scaling_runs(db: Path) -> None:
     store.close()
 
 
+def add_experiment_rows(db: Path) -> None:
+    """What the experiments record, into run 1: checks of a recursion job per framework, a
+    deployment path that works on one side and fails on the other, and one modular edit."""
+    from fwsurvey.sources import Record
+
+    at = "2026-11-27T12:00:01+00:00"
+
+    def check(task, framework, mode, experiment, name, ok, value, unit, detail=None):
+        return Record("kernel_checks", {
+            "fetched_at": at, "job": f"{task}/{framework}/{mode}/{experiment}/default",
+            "task": task, "framework": framework, "mode": mode, "experiment": experiment,
+            "variant": "default", "device": "cpu", "check_name": name, "ok": ok,
+            "value": value, "unit": unit, "detail": detail})
+
+    def edit(framework, tokens, lines, scopes):
+        return Record("code_edits", {
+            "fetched_at": at, "task": "mlp_digits", "edit": "dropout", "framework": framework,
+            "status": "ok", "lines_changed": lines, "tokens_changed": tokens,
+            "scopes_touched": scopes, "analyzer_version": "1"})
+
+    store = Store(db)
+    store.write_records(1, "kernels", [
+        check("tree_recursion", "jax", "jax-jit", "recursion", "runs", 1, 1.0, "1 = runs"),
+        check("tree_recursion", "jax", "jax-jit", "recursion", "callback_needed", None, 0.0,
+              "1 = needed"),
+        check("tree_recursion", "trax", "trax", "recursion", "static_padding", 1, None, None,
+              "trees linearised and padded to a fixed length"),
+        check("mlp_digits", "jax", "jax-jit", "train", "deploy.mobile.works", 1, 1.0,
+              "1 = works", "ExecuTorch runtime"),
+        check("mlp_digits", "trax", "trax", "train", "deploy.mobile.works", 0, 0.0,
+              "1 = works", "LiteRT: select TF ops need the Flex delegate | not linked"),
+        check("mlp_digits", "trax", "trax", "train", "variant.dropout", 1, 2.31, "loss"),
+    ])
+    store.write_records(1, "ergonomics", [edit("jax", 14, 3, 2), edit("trax", 5, 1, 1)])
+    store.close()
+
+
 def test_report_matches_snapshot(write_config, pypi_index, tmp_path):
     config = load_config(write_config())
     db = tmp_path / "s.db"
     run_survey(config, db, stages=[CollectStage(make_collector=fixed_clock)])
     add_scaling_runs(db)
+    add_experiment_rows(db)
     normalise_runs(db)
     store = Store(db)
     # The verdicts as of run 1 (pinned above), from the shipped registry: only PyPI data.
@@ -123,6 +161,14 @@ def test_report_matches_snapshot(write_config, pypi_index, tmp_path):
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(text, encoding="utf-8")
     assert text == SNAPSHOT.read_text(encoding="utf-8")
+    # Each experiment's own table, in its section: a failure shows its reason, a yes/no value
+    # says which, and the modular edits their size per framework.
+    assert ("| `mlp_digits` | `deploy.mobile.works` | ✗ (LiteRT: select TF ops need the Flex"
+            " delegate / not linked) | ✓ |") in text
+    assert "| `tree_recursion` | `runs` | — | ✓ |" in text
+    assert "| `tree_recursion` | `callback_needed` | — | not needed |" in text
+    assert ("| `mlp_digits` | `dropout` | 5 tokens, 1 lines, 1 scope(s) | 14 tokens, 3 lines,"
+            " 2 scope(s) |") in text
     # The chart the report links to exists and is a real PNG of the configured size.
     assert "![Cumulative final releases on PyPI per framework](releases.png)" in text
     assert png_size(path.parent / "releases.png") == (800, 450)

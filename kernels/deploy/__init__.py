@@ -1,0 +1,1 @@
+"""Deployment of the trained kernels to mobile, web and server runtimes (issue #14 §2)."""
